@@ -1,0 +1,74 @@
+//! Assembly: a configuration turned into a migrated store, a checked rule
+//! set and the stages that share them. The CLI, the demo and tests all start
+//! from here.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::delivery::{Channels, Delivery};
+use crate::engine::{Engine, RuleSet};
+use crate::events::PurposeCheck;
+use crate::store::Db;
+
+/// A ready-to-run instance of the engine.
+#[derive(Clone)]
+pub struct App {
+    /// The configuration it was built from.
+    pub cfg: Config,
+    /// The store, migrated.
+    pub db: Db,
+    /// The rule set in force.
+    pub rules: Arc<RuleSet>,
+    /// The engine's clock.
+    pub clock: Clock,
+    /// The configured channels.
+    pub channels: Arc<Channels>,
+}
+
+/// Loads the rule set a configuration names, or fails listing every error.
+pub fn load_rules(cfg: &Config) -> Result<RuleSet> {
+    RuleSet::load(&cfg.paths.life_events, &cfg.paths.rules).map_err(|errors| {
+        anyhow::anyhow!("the rule set does not load ({} errors):\n  {}", errors.len(), errors.join("\n  "))
+    })
+}
+
+impl App {
+    /// Opens the store (migrating it), loads and checks the rule set, builds the channels.
+    pub async fn open(cfg: Config, clock: Clock) -> Result<App> {
+        let rules = Arc::new(load_rules(&cfg)?);
+        let db = Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+        let channels = Arc::new(Channels::from_config(&cfg.channels).context("invalid channel configuration")?);
+        Ok(App { cfg, db, rules, clock, channels })
+    }
+
+    /// The engine stage.
+    pub fn engine(&self) -> Engine {
+        Engine::new(
+            self.db.clone(),
+            self.rules.clone(),
+            self.clock.clone(),
+            self.cfg.engine.batch_size,
+            self.cfg.links.drafts.clone(),
+        )
+    }
+
+    /// The delivery stage.
+    pub fn delivery(&self) -> Delivery {
+        Delivery::new(
+            self.db.clone(),
+            self.rules.clone(),
+            self.channels.clone(),
+            self.clock.clone(),
+            self.cfg.delivery.clone(),
+        )
+    }
+
+    /// Answers whether a purpose is declared, for validating consent events.
+    pub fn purposes(&self) -> Arc<PurposeCheck> {
+        let rules = self.rules.clone();
+        Arc::new(move |p: &str| rules.declares_purpose(p))
+    }
+}

@@ -1,0 +1,250 @@
+//! The command line: a thin layer that parses arguments, loads the
+//! configuration and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::{App, load_rules};
+use crate::config::Config;
+use crate::mask::mask_code;
+
+/// A proactive life-event rules engine for public services.
+#[derive(Parser, Debug)]
+#[command(name = "proactive", version, about)]
+pub struct Cli {
+    /// Configuration file (default: PROACTIVE_CONFIG, else embedded defaults).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs a birth from registry change to delivered message in ./proactive-demo, with no services needed.
+    Demo {
+        /// Folder for the demo's store, configuration and messages (emptied first).
+        #[arg(long, default_value = "proactive-demo")]
+        dir: PathBuf,
+    },
+    /// Runs connectors, engine, delivery and the HTTP listener until Ctrl-C or SIGTERM.
+    Serve {
+        /// Address to listen on (default: http.listen of the configuration).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Creates or updates the database schema.
+    Migrate,
+    /// Processes every pending event and due notice once, then exits.
+    Process,
+    /// The event log and its quarantine.
+    Events {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// The outbox of notices.
+    Outbox {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+/// `proactive events …`
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Loads change records from a JSONL file (one Change plus its "source" a line).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Records that did not validate.
+    Quarantine {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+/// `proactive events quarantine …`
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Lists held records with their errors.
+    List {
+        /// Include records already released by a retry.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Validates held records again and stores those that now pass.
+    Retry {
+        /// Record ids (from `list`); none means every held record.
+        ids: Vec<i64>,
+    },
+}
+
+/// `proactive outbox …`
+#[derive(Subcommand, Debug)]
+pub enum OutboxCommand {
+    /// Lists notices with their state and channel.
+    List {
+        /// Only notices in this state (pending, sending, sent, dead, suppressed, cancelled, shadow).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// Output formats of listing commands.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document for tools.
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROACTIVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Demo { dir } = &cli.command {
+        crate::demo::run(dir, &std::env::current_dir()?).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = Config::load(cli.config.as_deref())?;
+    let clock = cfg.clock();
+    match cli.command {
+        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Migrate => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            println!("schema of the {} database is up to date", db.kind());
+        }
+        Command::Serve { listen } => {
+            let listen = listen.unwrap_or_else(|| cfg.http.listen.clone());
+            let app = App::open(cfg, clock).await?;
+            crate::serve::serve(app, &listen).await?;
+        }
+        Command::Process => {
+            let app = App::open(cfg, clock).await?;
+            let e = app.engine().run_until_idle().await?;
+            let d = app.delivery().run_until_idle().await?;
+            println!(
+                "engine: {} events, {} cases, {} notices, {} drafts, {} rule errors",
+                e.events, e.cases, e.notices, e.drafts, e.errors
+            );
+            println!("delivery: {} sent, {} suppressed, {} to retry, {} dead", d.sent, d.suppressed, d.retried, d.dead);
+        }
+        Command::Events { command: EventsCommand::Import { file } } => {
+            let app = App::open(cfg, clock).await?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!("importing {}", file.display()));
+            let purposes = app.purposes();
+            let counts = crate::events::import_jsonl(&app.db, &file, &*purposes, &app.clock, &mut |n| {
+                bar.set_message(format!("{n} lines read"));
+                bar.tick();
+            })
+            .await?;
+            bar.finish_and_clear();
+            println!(
+                "{}: {} accepted, {} duplicates, {} quarantined",
+                file.display(),
+                counts.accepted,
+                counts.duplicate,
+                counts.quarantined
+            );
+            if counts.quarantined > 0 {
+                println!("see them with: proactive events quarantine list");
+            }
+        }
+        Command::Events { command: EventsCommand::Quarantine { command } } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            match command {
+                QuarantineCommand::List { all, format } => {
+                    let rows = db.quarantine_list(!all).await?;
+                    if format == Format::Json {
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                    } else if rows.is_empty() {
+                        println!("quarantine is empty");
+                    } else {
+                        println!("{:>5}  {:<8}  {:<9}  {:<40}  ERROR", "ID", "SOURCE", "STATE", "WHERE");
+                        for r in rows {
+                            println!("{:>5}  {:<8}  {:<9}  {:<40}  {}", r.id, r.source, r.state, r.location, r.error);
+                        }
+                    }
+                }
+                QuarantineCommand::Retry { ids } => {
+                    let rules = load_rules(&cfg)?;
+                    let declared = move |p: &str| rules.declares_purpose(p);
+                    let ids = (!ids.is_empty()).then_some(ids);
+                    let r = crate::events::retry_quarantine(&db, ids.as_deref(), &declared, clock.now_ms()).await?;
+                    println!(
+                        "{} released into the event log ({} already there), {} still held",
+                        r.released, r.duplicate, r.still_held
+                    );
+                    if r.still_held > 0 {
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+        }
+        Command::Outbox { command: OutboxCommand::List { state, limit, format } } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            let rows = db.list_notices(state.as_deref(), limit).await?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&rows).context("cannot write JSON")?);
+            } else {
+                println!(
+                    "{:<36}  {:<10}  {:<12}  {:<9}  {:<8}  DETAIL",
+                    "NOTICE", "SITUATION", "RECIPIENT", "STATE", "CHANNEL"
+                );
+                for r in rows {
+                    println!(
+                        "{:<36}  {:<10}  {:<12}  {:<9}  {:<8}  {}",
+                        r.notice_id,
+                        r.life_situation,
+                        mask_code(&r.recipient),
+                        r.state,
+                        r.channel.as_deref().unwrap_or("-"),
+                        r.last_error.or(r.provider_id).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

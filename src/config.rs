@@ -1,0 +1,298 @@
+//! Configuration: one TOML file, embedded defaults without it, and every
+//! value overridable as `PROACTIVE_SECTION__KEY`. Secrets are never written
+//! in the file, only the name of the environment variable that holds them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one `proactive` process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store lives.
+    pub database: DatabaseConfig,
+    /// The folders policy staff and operators write.
+    pub paths: PathsConfig,
+    /// The HTTP listener of `proactive serve`.
+    pub http: HttpConfig,
+    /// Batching of the rules engine.
+    pub engine: EngineConfig,
+    /// The outbox workers.
+    pub delivery: DeliveryConfig,
+    /// Which clock the engine follows.
+    pub clock: ClockConfig,
+    /// Where each channel sends.
+    pub channels: ChannelsConfig,
+    /// Public addresses that messages link to.
+    pub links: LinksConfig,
+}
+
+/// The store's address and pool size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (created if missing, WAL) or `postgres://…`.
+    pub url: String,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+}
+
+/// Folders of life-event definitions, rule scripts and connector definitions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathsConfig {
+    /// `life-events/*.toml`.
+    pub life_events: PathBuf,
+    /// `rules/*.rhai`, named by the definitions.
+    pub rules: PathBuf,
+    /// `connectors/*.toml`, one per source.
+    pub connectors: PathBuf,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+}
+
+/// Engine batching.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Events evaluated and committed per transaction.
+    pub batch_size: usize,
+    /// How long an idle engine waits before looking for new events.
+    pub poll_interval_ms: u64,
+}
+
+/// Outbox workers and their retry policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Notices claimed per round.
+    pub batch_size: i64,
+    /// How long an idle worker waits before looking again.
+    pub poll_interval_ms: u64,
+    /// Attempts before a notice is dead-lettered.
+    pub max_attempts: i64,
+    /// How long a claim holds before another worker may take the notice over.
+    pub lease_secs: i64,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff_base_ms: i64,
+    /// Longest retry delay.
+    pub backoff_max_ms: i64,
+}
+
+/// The engine's clock: the machine's, or a virtual one for rehearsals and the demo.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Start the clock at this time instead of now.
+    pub start: Option<DateTime<FixedOffset>>,
+    /// Virtual seconds per real second (0 stands still); only with `start`.
+    pub speed: Option<f64>,
+}
+
+/// One entry per channel.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// Email.
+    pub email: ChannelConfig,
+    /// The official e-address.
+    pub eaddress: ChannelConfig,
+    /// SMS.
+    pub sms: ChannelConfig,
+}
+
+/// How one channel sends.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChannelConfig {
+    /// Not used: routing skips it.
+    #[default]
+    Disabled,
+    /// Write each message into a folder (`.eml` for email, JSON otherwise).
+    File {
+        /// The folder, created if missing.
+        dir: PathBuf,
+    },
+    /// Email over SMTP.
+    Smtp(SmtpConfig),
+}
+
+/// An SMTP relay.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// `opportunistic` (STARTTLS when offered), `required`, or `none`.
+    pub tls: SmtpTls,
+    /// Sender address.
+    pub from: String,
+    /// User name, when the relay wants one.
+    pub username: Option<String>,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Domain part of derived Message-IDs.
+    pub message_id_domain: String,
+    /// Pooled connections kept open.
+    pub pool_size: u32,
+    /// Seconds before a command times out.
+    pub timeout_secs: u64,
+}
+
+/// STARTTLS policy.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Upgrade when the server offers STARTTLS.
+    Opportunistic,
+    /// Refuse to send without STARTTLS.
+    Required,
+    /// Never upgrade (local test relays).
+    None,
+}
+
+/// Addresses messages link to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinksConfig {
+    /// Base of a draft application's link; the draft reference is appended.
+    pub drafts: String,
+    /// Base of the one-click unsubscribe link; the notice id is appended.
+    pub unsubscribe: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: DatabaseConfig::default(),
+            paths: PathsConfig::default(),
+            http: HttpConfig { listen: "127.0.0.1:8080".into() },
+            engine: EngineConfig { batch_size: 1000, poll_interval_ms: 200 },
+            delivery: DeliveryConfig::default(),
+            clock: ClockConfig::default(),
+            channels: ChannelsConfig::default(),
+            links: LinksConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite://proactive.db".into(), max_connections: 8 }
+    }
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig { life_events: "life-events".into(), rules: "rules".into(), connectors: "connectors".into() }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { batch_size: 1000, poll_interval_ms: 200 }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            batch_size: 50,
+            poll_interval_ms: 500,
+            max_attempts: 8,
+            lease_secs: 120,
+            backoff_base_ms: 2_000,
+            backoff_max_ms: 3_600_000,
+        }
+    }
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        ChannelsConfig {
+            email: ChannelConfig::Smtp(SmtpConfig::default()),
+            eaddress: ChannelConfig::Disabled,
+            sms: ChannelConfig::Disabled,
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: "localhost".into(),
+            port: 25,
+            tls: SmtpTls::Opportunistic,
+            from: "Proactive services <noreply@proactive.invalid>".into(),
+            username: None,
+            password_env: None,
+            message_id_domain: "proactive.invalid".into(),
+            pool_size: 4,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        LinksConfig {
+            drafts: "https://www.latvija.gov.lv/proactive/drafts/".into(),
+            unsubscribe: "http://127.0.0.1:8080/unsubscribe/".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `file` (or `PROACTIVE_CONFIG`, or nothing) over the embedded
+    /// defaults, then applies `PROACTIVE_SECTION__KEY` overrides.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let from_env = std::env::var_os("PROACTIVE_CONFIG").map(PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(from_env);
+        // Defaults come from serde, not from a figment layer: a layer would merge
+        // a file's `[channels.email] kind = "file"` into the default SMTP table.
+        let mut fig = Figment::new();
+        if let Some(path) = &file {
+            if !path.exists() {
+                anyhow::bail!("configuration file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("PROACTIVE_").split("__").filter(|k| k.as_str().contains("__") || k.as_str().contains('.')),
+        );
+        let where_ = file.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string());
+        fig.extract().with_context(|| format!("invalid configuration ({where_} and PROACTIVE_* variables)"))
+    }
+
+    /// The clock this configuration asks for.
+    pub fn clock(&self) -> crate::clock::Clock {
+        match self.clock.start {
+            None => crate::clock::Clock::system(),
+            Some(start) => crate::clock::Clock::virtual_from(start.into(), self.clock.speed.unwrap_or(1.0)),
+        }
+    }
+}
+
+/// Reads a secret from the environment variable a configuration names.
+pub fn secret(var: &str) -> Result<String> {
+    std::env::var(var).with_context(|| format!("environment variable {var} (named in the configuration) is not set"))
+}

@@ -1,0 +1,115 @@
+//! Connectors: one TOML file per source in `connectors/`, each polled on its
+//! cron schedule (in Europe/Riga). Every source hands its raw records to
+//! [`crate::events`], so a feed, an import and an agency push are validated
+//! and stored the same way.
+
+pub mod feed;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A source definition, as an operator writes it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDef {
+    /// Source name stored with each event (`pmlp`, `ur`, …).
+    pub source: String,
+    /// Kind of source; `change_feed` polls CONTRACTS.md §1.
+    pub kind: SourceKind,
+    /// Whether `serve` polls it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Base URL of the feed; `/changes` is appended.
+    pub base_url: String,
+    /// Cron expression with seconds (`sec min hour day month weekday`), Europe/Riga time.
+    pub schedule: String,
+    /// Changes asked for per page.
+    #[serde(default = "default_page")]
+    pub page_size: u32,
+    /// Environment variable holding the bearer token, if the feed wants one.
+    pub token_env: Option<String>,
+    /// Seconds before a request times out.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// Kinds of source.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// `GET /changes?after=&limit=` (CONTRACTS.md §1).
+    ChangeFeed,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_page() -> u32 {
+    500
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+impl SourceDef {
+    /// The parsed schedule.
+    pub fn cron(&self) -> Result<cron::Schedule, String> {
+        self.schedule
+            .parse::<cron::Schedule>()
+            .map_err(|e| format!("{}: schedule \"{}\": {e}", self.file.display(), self.schedule))
+    }
+
+    /// The request timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// Reads every `*.toml` in `dir`; returns all errors, each naming its file.
+pub fn load_sources(dir: &Path) -> Result<Vec<SourceDef>, Vec<String>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect()
+        }
+        Err(e) => return Err(vec![format!("{}: cannot read the connectors folder: {e}", dir.display())]),
+    };
+    files.sort();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{}: cannot read: {e}", f.display()));
+                continue;
+            }
+        };
+        match toml::from_str::<SourceDef>(&text) {
+            Ok(mut d) => {
+                d.file = f.clone();
+                if let Err(e) = d.cron() {
+                    errors.push(e);
+                }
+                if out.iter().any(|o: &SourceDef| o.source == d.source) {
+                    errors.push(format!("{}: source \"{}\" is defined twice", f.display(), d.source));
+                }
+                out.push(d);
+            }
+            Err(e) => {
+                let at = e.span().map(|s| crate::engine::definitions::line_col(&text, s.start));
+                errors.push(match at {
+                    Some((l, c)) => format!("{}:{l}:{c}: {}", f.display(), e.message()),
+                    None => format!("{}: {}", f.display(), e.message()),
+                });
+            }
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}

@@ -1,0 +1,97 @@
+//! Email over SMTP through lettre: text and HTML alternatives, a Message-ID
+//! derived from the notice id (SMTP has no idempotency key, so a resend after
+//! a crash carries the same id), pooled connections, and STARTTLS when the
+//! relay offers it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::channels::{FileSink, Outgoing, SendOutcome};
+use crate::config::{SmtpConfig, SmtpTls};
+
+/// The email channel: an SMTP relay, or `.eml` files for demos.
+pub struct EmailChannel {
+    from: Mailbox,
+    domain: String,
+    sink: Sink,
+}
+
+enum Sink {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(FileSink),
+}
+
+impl EmailChannel {
+    /// An SMTP relay as configured.
+    pub fn smtp(c: &SmtpConfig) -> Result<EmailChannel> {
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(c.host.clone())
+            .port(c.port)
+            .timeout(Some(Duration::from_secs(c.timeout_secs)))
+            .pool_config(PoolConfig::new().max_size(c.pool_size.max(1)));
+        let tls = || TlsParameters::new(c.host.clone()).context("cannot set up TLS for the SMTP relay");
+        b = match c.tls {
+            SmtpTls::None => b.tls(Tls::None),
+            SmtpTls::Opportunistic => b.tls(Tls::Opportunistic(tls()?)),
+            SmtpTls::Required => b.tls(Tls::Required(tls()?)),
+        };
+        if let (Some(user), Some(var)) = (&c.username, &c.password_env) {
+            b = b.credentials(Credentials::new(user.clone(), crate::config::secret(var)?));
+        }
+        Ok(EmailChannel {
+            from: c.from.parse().context("channels.email.from is not a valid mailbox")?,
+            domain: c.message_id_domain.clone(),
+            sink: Sink::Smtp(b.build()),
+        })
+    }
+
+    /// Writes each message as `{notice_id}.eml` into `dir`.
+    pub fn file(dir: &Path, domain: &str) -> Result<EmailChannel> {
+        Ok(EmailChannel {
+            from: "Proactive services <noreply@proactive.invalid>".parse().expect("static mailbox"),
+            domain: domain.to_string(),
+            sink: Sink::File(FileSink::new(dir)?),
+        })
+    }
+
+    /// The Message-ID a notice's email carries.
+    pub fn message_id(&self, notice_id: &str) -> String {
+        format!("<{notice_id}@{}>", self.domain)
+    }
+
+    /// Builds the MIME message for one notice.
+    pub fn build(&self, m: &Outgoing) -> Result<Message, String> {
+        let to: Mailbox = m.address.parse().map_err(|_| "the recipient's email address is not valid".to_string())?;
+        let b = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject.clone())
+            .message_id(Some(self.message_id(&m.notice_id)));
+        b.multipart(MultiPart::alternative_plain_html(m.text.clone(), m.html.clone()))
+            .map_err(|e| format!("cannot build the email: {e}"))
+    }
+
+    /// Sends one notice's email.
+    pub async fn send(&self, m: &Outgoing) -> SendOutcome {
+        let msg = match self.build(m) {
+            Ok(msg) => msg,
+            Err(e) => return SendOutcome::Permanent(e),
+        };
+        match &self.sink {
+            Sink::File(f) => f.write(&m.notice_id, "eml", &msg.formatted()).await,
+            Sink::Smtp(t) => match t.send(msg).await {
+                Ok(resp) => SendOutcome::Sent(
+                    resp.message().next().map(str::to_string).unwrap_or_else(|| self.message_id(&m.notice_id)),
+                ),
+                Err(e) if e.is_permanent() => SendOutcome::Permanent(format!("SMTP refused the message: {e}")),
+                Err(e) => SendOutcome::Retry(format!("SMTP: {e}"), None),
+            },
+        }
+    }
+}

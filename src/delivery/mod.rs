@@ -1,0 +1,202 @@
+//! Delivery: workers claim due notices from the outbox with a lease, route
+//! each (see [`crate::consent`]), render its template in the recipient's
+//! language, send it, and record the attempt; passing failures retry with
+//! exponential backoff and jitter, and after the last attempt a notice is
+//! dead-lettered where an operator can see it.
+
+pub mod channels;
+pub mod email;
+pub mod templates;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use rand::RngExt;
+
+pub use channels::{Channels, Outgoing, SendOutcome};
+
+use crate::clock::Clock;
+use crate::config::DeliveryConfig;
+use crate::consent::{Route, route};
+use crate::engine::RuleSet;
+use crate::mask::mask_code;
+use crate::store::{ClaimedNotice, Db, NoticeState};
+
+/// The delivery stage.
+#[derive(Clone)]
+pub struct Delivery {
+    db: Db,
+    rules: Arc<RuleSet>,
+    channels: Arc<Channels>,
+    clock: Clock,
+    cfg: DeliveryConfig,
+}
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Notices claimed.
+    pub claimed: usize,
+    /// Sent.
+    pub sent: usize,
+    /// Put back for a retry.
+    pub retried: usize,
+    /// Dead-lettered.
+    pub dead: usize,
+    /// Suppressed (nobody reachable, deceased, …).
+    pub suppressed: usize,
+}
+
+impl std::ops::AddAssign for RoundReport {
+    fn add_assign(&mut self, o: Self) {
+        self.claimed += o.claimed;
+        self.sent += o.sent;
+        self.retried += o.retried;
+        self.dead += o.dead;
+        self.suppressed += o.suppressed;
+    }
+}
+
+impl Delivery {
+    /// A delivery stage over `db`, sending through `channels`.
+    pub fn new(db: Db, rules: Arc<RuleSet>, channels: Arc<Channels>, clock: Clock, cfg: DeliveryConfig) -> Self {
+        Delivery { db, rules, channels, clock, cfg }
+    }
+
+    /// Replaces the rule set (templates) after a successful reload.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
+    /// Claims one batch of due notices and sends them.
+    pub async fn run_round(&self) -> Result<RoundReport> {
+        let now = self.clock.now_ms();
+        let released = self.db.release_expired_leases(now).await?;
+        if released > 0 {
+            tracing::warn!(released, "notices whose worker stopped mid-send are queued again");
+        }
+        let claimed = self.db.claim_notices(now, self.cfg.batch_size, self.cfg.lease_secs * 1000).await?;
+        let mut report = RoundReport { claimed: claimed.len(), ..RoundReport::default() };
+        for n in claimed {
+            let state = self.deliver(&n).await?;
+            match state {
+                NoticeState::Sent => report.sent += 1,
+                NoticeState::Pending => report.retried += 1,
+                NoticeState::Dead => report.dead += 1,
+                _ => report.suppressed += 1,
+            }
+        }
+        if report.claimed > 0 {
+            tracing::info!(
+                claimed = report.claimed,
+                sent = report.sent,
+                retried = report.retried,
+                dead = report.dead,
+                suppressed = report.suppressed,
+                "delivery round"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Runs rounds until nothing due is left.
+    pub async fn run_until_idle(&self) -> Result<RoundReport> {
+        let mut total = RoundReport::default();
+        loop {
+            let r = self.run_round().await?;
+            if r.claimed == 0 {
+                return Ok(total);
+            }
+            total += r;
+        }
+    }
+
+    async fn deliver(&self, n: &ClaimedNotice) -> Result<NoticeState> {
+        let now = self.clock.now_ms();
+        let Some(ls) = self.rules.get(&n.life_situation, n.version) else {
+            let err = format!("life situation {} version {} is no longer loaded", n.life_situation, n.version);
+            self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now).await?;
+            return Ok(NoticeState::Dead);
+        };
+        let legal_effect = ls.steps.iter().any(|s| s.id == n.step && s.legal_effect);
+        let profile = self.db.load_profiles(std::slice::from_ref(&n.recipient)).await?.pop();
+        let (route, _) = route(&n.recipient, profile.as_ref(), ls, legal_effect, &|c| self.channels.get(c).is_some());
+        let (channel, address) = match route {
+            Route::Suppress(reason) => {
+                self.db.record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now).await?;
+                tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
+                return Ok(NoticeState::Suppressed);
+            }
+            Route::Send { channel, address } => (channel, address),
+        };
+        let lang = profile.as_ref().and_then(|p| p.language.clone()).unwrap_or_else(|| "lv".into());
+        let mut ctx = n.data.clone();
+        if let Some(m) = ctx.as_object_mut() {
+            m.insert("notice_id".into(), n.id.clone().into());
+            m.insert(
+                "recipient_name".into(),
+                profile.as_ref().and_then(|p| p.display_name()).unwrap_or_default().into(),
+            );
+            m.insert("life_situation".into(), serde_json::to_value(&ls.name).unwrap_or_default());
+            m.insert("owner".into(), ls.owner.clone().into());
+            m.insert("legal_basis".into(), ls.legal_basis.clone().into());
+        }
+        let rendered = match self.rules.templates.render(ls, &n.template, &lang, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                self.db
+                    .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
+                    .await?;
+                return Ok(NoticeState::Dead);
+            }
+        };
+        let msg = Outgoing {
+            notice_id: n.id.clone(),
+            recipient: n.recipient.clone(),
+            address,
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            sms: rendered.sms,
+            legal_effect,
+            language: rendered.language,
+        };
+        let transport = self.channels.get(channel).expect("routing only picks configured channels");
+        let outcome = transport.send(channel, &msg).await;
+        let now = self.clock.now_ms();
+        let ch = Some(channel.as_str());
+        let state = match outcome {
+            SendOutcome::Sent(provider_id) => {
+                self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
+                NoticeState::Sent
+            }
+            SendOutcome::Permanent(err) => {
+                tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
+                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                NoticeState::Dead
+            }
+            SendOutcome::Retry(err, after) if n.attempts < self.cfg.max_attempts => {
+                let wait = after.map(|d| d.as_millis() as i64).unwrap_or_else(|| self.backoff_ms(n.attempts));
+                tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
+                self.db
+                    .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now)
+                    .await?;
+                NoticeState::Pending
+            }
+            SendOutcome::Retry(err, _) => {
+                tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
+                let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
+                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                NoticeState::Dead
+            }
+        };
+        Ok(state)
+    }
+
+    /// Exponential backoff with full jitter, capped.
+    fn backoff_ms(&self, attempts: i64) -> i64 {
+        let exp = self.cfg.backoff_base_ms.saturating_mul(1i64 << attempts.clamp(0, 20));
+        let cap = exp.min(self.cfg.backoff_max_ms).max(1);
+        rand::rng().random_range(cap / 2..=cap)
+    }
+}

@@ -1,0 +1,262 @@
+//! Life-situation definitions (`life-events/*.toml`), as policy staff write
+//! them: what starts the situation, its steps, owner, legal basis, purposes,
+//! channels and message templates.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Whether a definition speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Being written; never runs.
+    Draft,
+    /// Runs on live events and records its notices, but sends nothing.
+    Shadow,
+    /// Runs and sends.
+    Active,
+    /// No longer runs.
+    Retired,
+}
+
+/// Whether a purpose needs a grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsentMode {
+    /// Runs unless the person refused.
+    #[serde(rename = "opt-out")]
+    OptOut,
+    /// Needs the person's grant.
+    #[serde(rename = "opt-in")]
+    OptIn,
+}
+
+/// A channel a life situation may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelName {
+    /// The official e-address.
+    Eaddress,
+    /// Email.
+    Email,
+    /// SMS.
+    Sms,
+}
+
+impl ChannelName {
+    /// The configured spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelName::Eaddress => "eaddress",
+            ChannelName::Email => "email",
+            ChannelName::Sms => "sms",
+        }
+    }
+}
+
+/// A purpose of processing that consent is given or refused for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purpose {
+    /// Purpose id; the main purpose has the life situation's id.
+    pub id: String,
+    /// Opt-out or opt-in.
+    pub mode: ConsentMode,
+    /// What the person is told the purpose is.
+    pub description: String,
+}
+
+/// What starts a case.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Event types that start it.
+    pub events: Vec<String>,
+    /// The trigger fact that keys the case: `{subject}`, `{type}` and `{data.FIELD}` are replaced.
+    #[serde(default = "default_fact")]
+    pub fact: String,
+    /// An older event updates profiles but starts no case (e.g. `30d`).
+    #[serde(default = "default_max_age", with = "humantime_serde_str")]
+    pub max_age: Duration,
+}
+
+fn default_fact() -> String {
+    "{subject}".into()
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+/// One step of the chain: a rule that returns decisions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Step id, part of each notice's id.
+    pub id: String,
+    /// Rule script, relative to the rules folder.
+    pub rule: String,
+    /// Consent purpose of its notices (default: the life situation's id).
+    pub purpose: Option<String>,
+    /// Whether its notices have legal effect (official e-address first).
+    #[serde(default)]
+    pub legal_effect: bool,
+}
+
+/// One template in one language.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateTexts {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body (optional; the text is used, escaped, without it).
+    pub html: Option<String>,
+    /// Short form for SMS.
+    pub sms: Option<String>,
+}
+
+/// A prefilled application a rule may offer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftDef {
+    /// Service catalogue id.
+    pub service_id: String,
+    /// Title per language.
+    pub title: BTreeMap<String, String>,
+    /// How long the offer stands (e.g. `90d`).
+    #[serde(default = "default_draft_expiry", with = "humantime_serde_str")]
+    pub expires_after: Duration,
+}
+
+fn default_draft_expiry() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+
+/// A life situation (`dzīves situācija`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifeSituation {
+    /// Id, also the main consent purpose.
+    pub id: String,
+    /// Version number; a case keeps the version it started under.
+    pub version: i64,
+    /// Draft, shadow, active or retired.
+    pub status: Status,
+    /// First day in force.
+    pub valid_from: NaiveDate,
+    /// First day no longer in force.
+    pub valid_to: Option<NaiveDate>,
+    /// Name per language.
+    pub name: BTreeMap<String, String>,
+    /// What it is for, in a sentence or two.
+    pub description: String,
+    /// Owner institution.
+    pub owner: String,
+    /// Legal basis of the processing.
+    pub legal_basis: String,
+    /// Service catalogue ids it offers.
+    pub services: Vec<String>,
+    /// Channels it may use, in order of preference.
+    pub channels: Vec<ChannelName>,
+    /// Purposes it declares.
+    pub purposes: Vec<Purpose>,
+    /// What starts it.
+    pub trigger: Trigger,
+    /// The chain of steps.
+    pub steps: Vec<Step>,
+    /// Parameters rules read as `params` (amounts, ages, deadlines).
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    /// Templates: name → language → texts.
+    pub templates: BTreeMap<String, BTreeMap<String, TemplateTexts>>,
+    /// Drafts: name → definition.
+    #[serde(default)]
+    pub drafts: BTreeMap<String, DraftDef>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+impl LifeSituation {
+    /// Whether it is in force on `day`.
+    pub fn in_force_on(&self, day: NaiveDate) -> bool {
+        self.valid_from <= day && self.valid_to.is_none_or(|to| day < to)
+    }
+
+    /// The purpose a step's notices serve.
+    pub fn step_purpose<'a>(&'a self, step: &'a Step) -> &'a str {
+        step.purpose.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The case's trigger fact for an event.
+    pub fn fact_for(&self, subject: &str, event_type: &str, data: &serde_json::Value) -> String {
+        let mut out = String::new();
+        let mut rest = self.trigger.fact.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            let key = &rest[open + 1..open + close];
+            match key {
+                "subject" => out.push_str(subject),
+                "type" => out.push_str(event_type),
+                k => {
+                    if let Some(v) = k.strip_prefix("data.").and_then(|f| data.get(f)) {
+                        match v.as_str() {
+                            Some(s) => out.push_str(s),
+                            None => out.push_str(&v.to_string()),
+                        }
+                    }
+                }
+            }
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Reads one definition file; the error carries the file, line and column.
+pub fn parse_file(path: &Path) -> Result<LifeSituation, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mut def: LifeSituation = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| line_col(&text, s.start));
+        match at {
+            Some((l, c)) => format!("{}:{l}:{c}: {}", path.display(), e.message()),
+            None => format!("{}: {}", path.display(), e.message()),
+        }
+    })?;
+    def.file = path.to_path_buf();
+    Ok(def)
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Durations written as `30d`, `12h`, `90 days` in definitions.
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("not a duration like 30d or 12h: {e}")))
+    }
+}

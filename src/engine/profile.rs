@@ -1,0 +1,187 @@
+//! Profiles: what the engine knows of a subject, built only from events.
+//! Rules read profiles, never a registry.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{EventRow, SubjectKind};
+
+/// Person or company, as stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileKind {
+    /// A natural person (personal code).
+    #[default]
+    Person,
+    /// A legal entity (registration number).
+    Company,
+}
+
+impl ProfileKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKind::Person => "person",
+            ProfileKind::Company => "company",
+        }
+    }
+}
+
+impl From<SubjectKind> for ProfileKind {
+    fn from(k: SubjectKind) -> Self {
+        match k {
+            SubjectKind::Person => ProfileKind::Person,
+            SubjectKind::Company => ProfileKind::Company,
+        }
+    }
+}
+
+/// Everything the engine knows of one subject.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Profile {
+    /// Canonical code.
+    pub subject: String,
+    /// Person or company.
+    pub kind: ProfileKind,
+    /// Given name (persons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Family name (persons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// `F` or `M`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    /// Date of birth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
+    /// Date of death; a deceased person gets no messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub death_date: Option<NaiveDate>,
+    /// Mother's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mother: Option<String>,
+    /// Father's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub father: Option<String>,
+    /// Declared address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Municipality of the declared address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub municipality: Option<String>,
+    /// Email declared on the state portal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Phone declared on the state portal (E.164).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Preferred language: `lv`, `en` or `ru`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Whether the official e-address account is active.
+    pub eaddress_active: bool,
+    /// Company name (companies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Legal form (companies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legal_form: Option<String>,
+}
+
+impl Profile {
+    /// An empty profile for a code first seen now.
+    pub fn new(subject: &str, kind: ProfileKind) -> Self {
+        let birth_date = match kind {
+            ProfileKind::Person => crate::events::codes::birth_date_from_personal_code(subject),
+            ProfileKind::Company => None,
+        };
+        Profile { subject: subject.to_string(), kind, birth_date, ..Profile::default() }
+    }
+
+    /// Whether the subject is known to have died.
+    pub fn is_deceased(&self) -> bool {
+        self.death_date.is_some()
+    }
+
+    /// Full years of age on `at`, when the birth date is known.
+    pub fn age_on(&self, at: NaiveDate) -> Option<i64> {
+        let b = self.birth_date?;
+        let mut years = i64::from(chrono::Datelike::year(&at) - chrono::Datelike::year(&b));
+        if (chrono::Datelike::month(&at), chrono::Datelike::day(&at))
+            < (chrono::Datelike::month(&b), chrono::Datelike::day(&b))
+        {
+            years -= 1;
+        }
+        Some(years)
+    }
+
+    /// Display name for greetings: given and family name, or the company name.
+    pub fn display_name(&self) -> Option<String> {
+        match (&self.given_name, &self.family_name, &self.name) {
+            (Some(g), Some(f), _) => Some(format!("{g} {f}")),
+            (Some(g), None, _) => Some(g.clone()),
+            (_, _, Some(n)) => Some(n.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies what `event` says about this subject; returns whether anything changed.
+    pub fn apply(&mut self, event: &EventRow) -> bool {
+        let d = &event.data;
+        let s = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let date =
+            |k: &str| d.get(k).and_then(|v| v.as_str()).and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok());
+        let before = self.clone();
+        match event.event_type.as_str() {
+            "birth.registered" => {
+                self.given_name = s("given_name").or(self.given_name.take());
+                self.family_name = s("family_name").or(self.family_name.take());
+                self.sex = s("sex").or(self.sex.take());
+                self.birth_date = date("birth_date").or(self.birth_date);
+                self.mother = s("mother").or(self.mother.take());
+                self.father = s("father").or(self.father.take());
+                self.municipality = s("municipality").or(self.municipality.take());
+                self.address = s("address").or(self.address.take());
+            }
+            "death.registered" => self.death_date = date("death_date"),
+            "address.declared" => {
+                self.address = s("address");
+                self.municipality = s("municipality");
+            }
+            "contact.declared" => {
+                self.email = s("email");
+                self.phone = s("phone");
+                self.language = s("language").or(self.language.take());
+            }
+            "eaddress.activated" => self.eaddress_active = true,
+            "eaddress.deactivated" => self.eaddress_active = false,
+            "company.registered" => {
+                self.name = s("name");
+                self.legal_form = s("legal_form");
+                self.address = s("address");
+            }
+            "company.renamed" => self.name = s("name"),
+            "company.address_changed" => self.address = s("address"),
+            _ => {}
+        }
+        *self != before
+    }
+}
+
+/// Data fields that hold another subject's code; their profiles are
+/// prefetched with the batch so rules never wait on the database.
+pub const CODE_FIELDS: &[&str] = &["mother", "father", "spouse", "guardian", "officer", "representative"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_counts_full_years() {
+        let p = Profile { birth_date: NaiveDate::from_ymd_opt(2008, 11, 28), ..Profile::default() };
+        assert_eq!(p.age_on(NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()), Some(17));
+        assert_eq!(p.age_on(NaiveDate::from_ymd_opt(2026, 11, 28).unwrap()), Some(18));
+    }
+}

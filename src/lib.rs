@@ -1,0 +1,46 @@
+//! `proactive`: a proactive life-event rules engine for public services.
+//!
+//! The state already knows when a child is born or a passport nears expiry;
+//! this crate turns such registry changes into life situations and reaches
+//! the right person with a notice or a prefilled application. Data flows
+//! through one durable hand-over per stage, each a module here:
+//!
+//! ```text
+//! registries ─► connectors ─► events (log) ─► engine ─► notices (outbox) ─► delivery ─► channels
+//!               change feed    validated,      rhai rules   + drafts          routing,    email (SMTP),
+//!               JSONL import   deduped,        per life     keyed so the      retries,    file sinks
+//!                              quarantined     situation    same fact is one  receipts
+//! ```
+//!
+//! * [`connectors`] poll a registry's change feed on a cron schedule and hand
+//!   pages of raw records to [`events`], which validates them (personal codes,
+//!   real dates, the contract's fields), stores them once per
+//!   `(source, external_id)` and quarantines what does not validate.
+//! * [`engine`] takes pending events in batches, keeps [`profiles`](engine::profile)
+//!   up to date, runs the life situations' rhai rules on compiled ASTs under
+//!   sandbox limits, and commits cases, notices, drafts and the events'
+//!   "processed" mark in one transaction.
+//! * [`consent`] decides, per notice and at send time, who can be reached and
+//!   on which channel.
+//! * [`delivery`] claims due notices from the outbox, renders their templates
+//!   and sends them over a channel, recording every attempt.
+//! * [`store`] is the one place that speaks SQL, on SQLite or PostgreSQL.
+//!
+//! A stage commits its output in the same transaction in which it marks its
+//! input done, so a crash anywhere loses nothing and repeats nothing a person
+//! would see twice.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connectors;
+pub mod consent;
+pub mod delivery;
+pub mod demo;
+pub mod engine;
+pub mod events;
+pub mod mask;
+pub mod serve;
+pub mod store;

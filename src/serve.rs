@@ -1,0 +1,114 @@
+//! `proactive serve`: connectors, engine, delivery and the HTTP listener in
+//! one process until Ctrl-C or SIGTERM. On a stop signal each stage finishes
+//! the batch it is in (committed) or drops it (rolled back, redone by the
+//! next start); nothing half-done is left visible.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::connectors::{self, feed::FeedPoller};
+
+/// Runs every stage until a stop signal.
+pub async fn serve(app: App, listen: &str) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let sources = connectors::load_sources(&app.cfg.paths.connectors)
+        .map_err(|e| anyhow::anyhow!("connector definitions do not load:\n  {}", e.join("\n  ")))?;
+    for def in sources.into_iter().filter(|d| d.enabled) {
+        let poller = FeedPoller::new(def)?;
+        let (db, clock, purposes, stop) = (app.db.clone(), app.clock.clone(), app.purposes(), stop_rx.clone());
+        tracing::info!(source = poller.source(), "connector started");
+        tasks.spawn(async move { poller.run(db, clock, purposes, stop).await });
+    }
+
+    let engine = app.engine();
+    let idle = Duration::from_millis(app.cfg.engine.poll_interval_ms);
+    let stop = stop_rx.clone();
+    tasks.spawn(async move {
+        stage_loop("engine", stop, idle, || async { engine.run_batch().await.map(|r| r.events > 0) }).await
+    });
+
+    let delivery = app.delivery();
+    let idle = Duration::from_millis(app.cfg.delivery.poll_interval_ms);
+    let stop = stop_rx.clone();
+    tasks.spawn(async move {
+        stage_loop("delivery", stop, idle, || async { delivery.run_round().await.map(|r| r.claimed > 0) }).await
+    });
+
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP listener up");
+    let router = crate::api::router(app.clone());
+    let mut stop = stop_rx.clone();
+    tasks.spawn(async move {
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing the batches in flight");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    app.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs `step` until told to stop; sleeps `idle` when it found no work and
+/// backs off after an error (the database may be restarting).
+async fn stage_loop<F, Fut>(name: &'static str, mut stop: watch::Receiver<bool>, idle: Duration, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wait = match step().await {
+            Ok(true) => {
+                failures = 0;
+                continue;
+            }
+            Ok(false) => {
+                failures = 0;
+                idle
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(stage = name, error = %format!("{e:#}"), failures, "stage failed; retrying");
+                Duration::from_millis(200u64 << failures.min(8))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,158 @@
+//! The store: the one place that speaks SQL, on SQLite (the embedded default,
+//! one file in WAL mode) or PostgreSQL. Both run the same query texts
+//! wherever SQL allows (`$n` placeholders work on both); the few that differ
+//! say why beside them.
+
+mod events;
+mod outbox;
+mod profiles;
+
+pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
+pub use outbox::{BatchWrite, CaseRow, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// Migrations for each database, plain SQL files beside the code.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A connection pool to one of the supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// The embedded default.
+    Sqlite(SqlitePool),
+    /// For deployments that outgrow one machine.
+    Postgres(PgPool),
+}
+
+/// Runs the same block against whichever pool `$db` holds; the block is
+/// compiled once per database, so one query text serves both.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// SQLite allows 32,766 bound values per statement and PostgreSQL 65,535;
+/// multi-row statements are cut into chunks that fit both.
+pub(crate) const MAX_BINDS: usize = 30_000;
+
+/// Rows per chunk for a multi-row statement binding `cols` values a row.
+pub(crate) fn chunk_rows(cols: usize) -> usize {
+    (MAX_BINDS / cols).max(1)
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) without migrating.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("bad SQLite URL {url}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL with NORMAL survives a process crash; only an OS crash can lose the last commits.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(false);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("cannot open SQLite database {url}"))?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url).context("bad PostgreSQL URL")?;
+            Self::connect_pg(opts, max_connections).await
+        } else {
+            anyhow::bail!("database.url must start with sqlite: or postgres: (got a URL of another kind)")
+        }
+    }
+
+    /// Connects to PostgreSQL with prepared options (tests use this to pin a schema).
+    pub async fn connect_pg(opts: PgConnectOptions, max_connections: u32) -> Result<Db> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        Ok(Db::Postgres(pool))
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Db> {
+        let db = Self::connect(url, max_connections).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies the migrations this database has not seen yet.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await.context("SQLite migration failed")?,
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await.context("PostgreSQL migration failed")?,
+        }
+        Ok(())
+    }
+
+    /// `sqlite` or `postgres`, for messages and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Tables and their columns as the database reports them, for the schema-parity test.
+    pub async fn columns(&self) -> Result<Vec<(String, String, String)>> {
+        use sqlx::Row;
+        let mut out = Vec::new();
+        match self {
+            Db::Sqlite(p) => {
+                let rows = sqlx::query(
+                    "SELECT m.name AS t, c.name AS c, c.type AS ty FROM sqlite_master m \
+                     JOIN pragma_table_info(m.name) c WHERE m.type = 'table' \
+                     AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(p)
+                .await?;
+                for r in rows {
+                    out.push((r.try_get("t")?, r.try_get("c")?, r.try_get::<String, _>("ty")?.to_lowercase()));
+                }
+            }
+            Db::Postgres(p) => {
+                let rows = sqlx::query(
+                    "SELECT table_name::text AS t, column_name::text AS c, data_type::text AS ty \
+                     FROM information_schema.columns WHERE table_schema = current_schema() \
+                     AND table_name NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(p)
+                .await?;
+                for r in rows {
+                    out.push((r.try_get("t")?, r.try_get("c")?, r.try_get("ty")?));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether the database answers (for readiness).
+    pub async fn ping(&self) -> bool {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.is_ok())
+    }
+
+    /// Closes the pool, waiting for connections to return.
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}

@@ -1,0 +1,536 @@
+//! Cases, notices (the outbox), drafts and delivery attempts: what the engine
+//! commits per batch, and what delivery workers claim and record.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use sqlx::{QueryBuilder, Row};
+
+use super::{Db, chunk_rows, on_pool};
+use crate::engine::profile::Profile;
+
+/// A case: one life situation for one subject and one trigger fact.
+#[derive(Clone, Debug)]
+pub struct CaseRow {
+    /// Derived from (life situation, subject, fact).
+    pub id: String,
+    /// Life-situation id.
+    pub life_situation: String,
+    /// Definition version the case runs under.
+    pub version: i64,
+    /// Subject of the trigger.
+    pub subject: String,
+    /// The trigger fact, e.g. the child's code for a birth.
+    pub fact: String,
+    /// The event that started it.
+    pub trigger_seq: i64,
+}
+
+/// One message for one recipient, waiting in the outbox.
+#[derive(Clone, Debug)]
+pub struct NoticeRow {
+    /// Derived from (case, step, due time, final recipient).
+    pub id: String,
+    /// The case it belongs to.
+    pub case_id: String,
+    /// Life-situation id.
+    pub life_situation: String,
+    /// Definition version of its case.
+    pub version: i64,
+    /// Step that produced it.
+    pub step: String,
+    /// Final recipient's code.
+    pub recipient: String,
+    /// Consent purpose.
+    pub purpose: String,
+    /// Template name within the life situation.
+    pub template: String,
+    /// Template data, JSON.
+    pub data: serde_json::Value,
+    /// Draft offered with it.
+    pub draft_ref: Option<String>,
+    /// When this occurrence is due, ms since the epoch (part of the id).
+    pub due_at: i64,
+    /// When a worker may first claim it.
+    pub available_at: i64,
+    /// `pending`, or `shadow` for a definition that records without sending.
+    pub state: &'static str,
+}
+
+/// A prefilled application.
+#[derive(Clone, Debug)]
+pub struct DraftRow {
+    /// Human-readable reference, derived from case, service and applicant.
+    pub reference: String,
+    /// The case it belongs to.
+    pub case_id: String,
+    /// Service catalogue id.
+    pub service_id: String,
+    /// Applicant's code.
+    pub applicant: String,
+    /// Field name → `{value, source}`.
+    pub fields: serde_json::Value,
+    /// When the offer lapses, ms since the epoch.
+    pub expires_at: i64,
+}
+
+/// Something notable that happened to an event in the engine (a rule error, a skipped trigger).
+#[derive(Clone, Debug)]
+pub struct OutcomeRow {
+    /// The event.
+    pub event_seq: i64,
+    /// Life situation concerned.
+    pub life_situation: String,
+    /// Step, when one ran.
+    pub step: Option<String>,
+    /// `error`, `skipped`, `shadow`, …
+    pub outcome: String,
+    /// Readable detail without personal data.
+    pub detail: String,
+}
+
+/// Everything one engine batch commits, with the events it marks processed.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    /// Profiles changed by the batch's events.
+    pub profiles: Vec<Profile>,
+    /// New cases.
+    pub cases: Vec<CaseRow>,
+    /// New notices.
+    pub notices: Vec<NoticeRow>,
+    /// New drafts.
+    pub drafts: Vec<DraftRow>,
+    /// Errors and skips.
+    pub outcomes: Vec<OutcomeRow>,
+    /// Seqs of the events this batch handled.
+    pub processed: Vec<i64>,
+}
+
+/// Where a notice stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeState {
+    /// Waiting to be claimed (possibly for a retry).
+    Pending,
+    /// Claimed by a worker and possibly handed to a gateway.
+    Sending,
+    /// Delivered to a channel.
+    Sent,
+    /// Gave up after retries or a permanent error; replayable.
+    Dead,
+    /// Deliberately not sent (no reachable channel, deceased recipient, …).
+    Suppressed,
+    /// Withdrawn before sending.
+    Cancelled,
+}
+
+impl NoticeState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeState::Pending => "pending",
+            NoticeState::Sending => "sending",
+            NoticeState::Sent => "sent",
+            NoticeState::Dead => "dead",
+            NoticeState::Suppressed => "suppressed",
+            NoticeState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A notice a worker has claimed.
+#[derive(Clone, Debug)]
+pub struct ClaimedNotice {
+    /// Notice id (the idempotency key).
+    pub id: String,
+    /// Case id.
+    pub case_id: String,
+    /// Life-situation id.
+    pub life_situation: String,
+    /// Definition version of its case.
+    pub version: i64,
+    /// Step.
+    pub step: String,
+    /// Recipient's code.
+    pub recipient: String,
+    /// Consent purpose.
+    pub purpose: String,
+    /// Template name.
+    pub template: String,
+    /// Template data.
+    pub data: serde_json::Value,
+    /// Draft offered with it.
+    pub draft_ref: Option<String>,
+    /// Attempts including this one.
+    pub attempts: i64,
+}
+
+/// A notice with its latest delivery, for listings.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeliveryRow {
+    /// Notice id.
+    pub notice_id: String,
+    /// Life-situation id.
+    pub life_situation: String,
+    /// Template name.
+    pub template: String,
+    /// Recipient's code.
+    pub recipient: String,
+    /// Notice state.
+    pub state: String,
+    /// Channel used or last tried.
+    pub channel: Option<String>,
+    /// Provider's id of the message (a file name for file sinks).
+    pub provider_id: Option<String>,
+    /// Last error or suppression reason.
+    pub last_error: Option<String>,
+    /// Attempts made.
+    pub attempts: i64,
+}
+
+const CLAIM_RETURNING: &str =
+    " RETURNING id, case_id, life_situation, version, step, recipient, purpose, template, data, draft_ref, attempts";
+
+impl Db {
+    /// Which of `ids` already exist as cases.
+    pub async fn existing_cases(&self, ids: &[String]) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for chunk in ids.chunks(chunk_rows(1)) {
+            on_pool!(self, pool => {
+                let mut qb = QueryBuilder::new("SELECT id FROM cases WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for c in chunk {
+                    sep.push_bind(c.clone());
+                }
+                qb.push(")");
+                for r in qb.build().fetch_all(pool).await? {
+                    out.insert(r.try_get::<String, _>("id")?);
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Commits one engine batch atomically: profiles, cases, notices, drafts,
+    /// outcomes, and the processed mark of its events.
+    pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in w.profiles.chunks(chunk_rows(8)) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO profiles (subject, kind, birth_date, death_date, mother, father, doc, updated_at) ",
+                );
+                let docs = chunk.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+                qb.push_values(chunk.iter().zip(docs), |mut b, (p, doc)| {
+                    b.push_bind(p.subject.clone())
+                        .push_bind(p.kind.as_str())
+                        .push_bind(p.birth_date.map(|d| d.to_string()))
+                        .push_bind(p.death_date.map(|d| d.to_string()))
+                        .push_bind(p.mother.clone())
+                        .push_bind(p.father.clone())
+                        .push_bind(doc)
+                        .push_bind(now_ms);
+                });
+                qb.push(
+                    " ON CONFLICT (subject) DO UPDATE SET kind = excluded.kind, birth_date = excluded.birth_date, \
+                     death_date = excluded.death_date, mother = excluded.mother, father = excluded.father, \
+                     doc = excluded.doc, updated_at = excluded.updated_at",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in w.cases.chunks(chunk_rows(8)) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO cases (id, life_situation, version, subject, fact, trigger_seq, created_at, updated_at) ",
+                );
+                qb.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.id.clone())
+                        .push_bind(c.life_situation.clone())
+                        .push_bind(c.version)
+                        .push_bind(c.subject.clone())
+                        .push_bind(c.fact.clone())
+                        .push_bind(c.trigger_seq)
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                qb.push(" ON CONFLICT (id) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in w.notices.chunks(chunk_rows(14)) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
+                     draft_ref, due_at, available_at, state, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, n| {
+                    b.push_bind(n.id.clone())
+                        .push_bind(n.case_id.clone())
+                        .push_bind(n.life_situation.clone())
+                        .push_bind(n.version)
+                        .push_bind(n.step.clone())
+                        .push_bind(n.recipient.clone())
+                        .push_bind(n.purpose.clone())
+                        .push_bind(n.template.clone())
+                        .push_bind(n.data.to_string())
+                        .push_bind(n.draft_ref.clone())
+                        .push_bind(n.due_at)
+                        .push_bind(n.available_at)
+                        .push_bind(n.state)
+                        .push_bind(now_ms);
+                });
+                qb.push(" ON CONFLICT (id) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in w.drafts.chunks(chunk_rows(7)) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO drafts (ref, case_id, service_id, applicant, fields, expires_at, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, d| {
+                    b.push_bind(d.reference.clone())
+                        .push_bind(d.case_id.clone())
+                        .push_bind(d.service_id.clone())
+                        .push_bind(d.applicant.clone())
+                        .push_bind(d.fields.to_string())
+                        .push_bind(d.expires_at)
+                        .push_bind(now_ms);
+                });
+                qb.push(" ON CONFLICT (ref) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in w.outcomes.chunks(chunk_rows(6)) {
+                let mut qb =
+                    QueryBuilder::new("INSERT INTO event_outcomes (event_seq, life_situation, step, outcome, detail, at) ");
+                qb.push_values(chunk, |mut b, o| {
+                    b.push_bind(o.event_seq)
+                        .push_bind(o.life_situation.clone())
+                        .push_bind(o.step.clone())
+                        .push_bind(o.outcome.clone())
+                        .push_bind(o.detail.clone())
+                        .push_bind(now_ms);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in w.processed.chunks(chunk_rows(1)) {
+                let mut qb = QueryBuilder::new("UPDATE events SET processed_at = ");
+                qb.push_bind(now_ms);
+                qb.push(" WHERE seq IN (");
+                let mut sep = qb.separated(", ");
+                for s in chunk {
+                    sep.push_bind(*s);
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Returns notices whose claim lapsed (their worker died) to the queue.
+    pub async fn release_expired_leases(&self, now_ms: i64) -> Result<u64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("UPDATE notices SET state = 'pending', lease_until = NULL WHERE state = 'sending' AND lease_until < $1")
+                .bind(now_ms)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// Claims up to `limit` due notices for `lease_ms`, marking them `sending`.
+    pub async fn claim_notices(&self, now_ms: i64, limit: i64, lease_ms: i64) -> Result<Vec<ClaimedNotice>> {
+        // PostgreSQL lets concurrent workers skip each other's rows; SQLite has
+        // one writer at a time, so the plain subquery is already exclusive.
+        let rows = match self {
+            Db::Sqlite(pool) => {
+                let sql = format!(
+                    "UPDATE notices SET state = 'sending', attempts = attempts + 1, lease_until = $1 \
+                     WHERE id IN (SELECT id FROM notices WHERE state = 'pending' AND available_at <= $2 \
+                     ORDER BY available_at LIMIT $3){CLAIM_RETURNING}"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(now_ms + lease_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(claimed_from_row).collect::<Result<Vec<_>>>()?
+            }
+            Db::Postgres(pool) => {
+                let sql = format!(
+                    "UPDATE notices SET state = 'sending', attempts = attempts + 1, lease_until = $1 \
+                     WHERE id IN (SELECT id FROM notices WHERE state = 'pending' AND available_at <= $2 \
+                     ORDER BY available_at LIMIT $3 FOR UPDATE SKIP LOCKED){CLAIM_RETURNING}"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(now_ms + lease_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(claimed_from_row).collect::<Result<Vec<_>>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Records one delivery attempt and moves the notice to `state`
+    /// (`available_at` for a retry), in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_attempt(
+        &self,
+        notice_id: &str,
+        channel: Option<&str>,
+        state: NoticeState,
+        provider_id: Option<&str>,
+        error: Option<&str>,
+        available_at: Option<i64>,
+        now_ms: i64,
+    ) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE notices SET state = $2, channel = COALESCE($3, channel), last_error = $4, \
+                 lease_until = NULL, available_at = COALESCE($5, available_at), \
+                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END WHERE id = $1",
+            )
+            .bind(notice_id)
+            .bind(state.as_str())
+            .bind(channel)
+            .bind(error)
+            .bind(available_at)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(channel) = channel {
+                let outcome = match state {
+                    NoticeState::Sent => "sent",
+                    NoticeState::Pending => "retry",
+                    NoticeState::Dead => "dead",
+                    NoticeState::Suppressed => "skipped",
+                    _ => "other",
+                };
+                sqlx::query(
+                    "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(notice_id)
+                .bind(channel)
+                .bind(now_ms)
+                .bind(outcome)
+                .bind(provider_id)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Notices with their latest delivery, optionally of one state, oldest first.
+    pub async fn list_notices(&self, state: Option<&str>, limit: i64) -> Result<Vec<DeliveryRow>> {
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT n.id, n.life_situation, n.template, n.recipient, n.state, n.channel, n.last_error, n.attempts, \
+                 (SELECT d.provider_id FROM deliveries d WHERE d.notice_id = n.id AND d.outcome = 'sent' \
+                  ORDER BY d.id DESC LIMIT 1) AS provider_id \
+                 FROM notices n WHERE ($1 IS NULL OR n.state = $1) ORDER BY n.created_at, n.id LIMIT $2",
+            )
+            .bind(state)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(DeliveryRow {
+                        notice_id: r.try_get("id")?,
+                        life_situation: r.try_get("life_situation")?,
+                        template: r.try_get("template")?,
+                        recipient: r.try_get("recipient")?,
+                        state: r.try_get("state")?,
+                        channel: r.try_get("channel")?,
+                        provider_id: r.try_get("provider_id")?,
+                        last_error: r.try_get("last_error")?,
+                        attempts: r.try_get("attempts")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }))
+    }
+
+    /// Number of notices per state.
+    pub async fn notice_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM notices GROUP BY state ORDER BY state")
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter()
+                .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+                .collect::<Result<Vec<_>>>()?
+        }))
+    }
+
+    /// A draft's fields, by reference.
+    pub async fn draft(&self, reference: &str) -> Result<Option<DraftRow>> {
+        Ok(on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT ref, case_id, service_id, applicant, fields, expires_at FROM drafts WHERE ref = $1",
+            )
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => None,
+                Some(r) => Some(DraftRow {
+                    reference: r.try_get("ref")?,
+                    case_id: r.try_get("case_id")?,
+                    service_id: r.try_get("service_id")?,
+                    applicant: r.try_get("applicant")?,
+                    fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)?,
+                    expires_at: r.try_get("expires_at")?,
+                }),
+            }
+        }))
+    }
+
+    /// Outcomes the engine recorded against events (errors, skipped triggers).
+    pub async fn event_outcomes(&self) -> Result<Vec<OutcomeRow>> {
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT event_seq, life_situation, step, outcome, detail FROM event_outcomes ORDER BY id")
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(OutcomeRow {
+                        event_seq: r.try_get("event_seq")?,
+                        life_situation: r.try_get("life_situation")?,
+                        step: r.try_get("step")?,
+                        outcome: r.try_get("outcome")?,
+                        detail: r.try_get("detail")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }))
+    }
+}
+
+fn claimed_from_row<R: Row>(r: &R) -> Result<ClaimedNotice>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let data: String = r.try_get("data")?;
+    Ok(ClaimedNotice {
+        id: r.try_get("id")?,
+        case_id: r.try_get("case_id")?,
+        life_situation: r.try_get("life_situation")?,
+        version: r.try_get("version")?,
+        step: r.try_get("step")?,
+        recipient: r.try_get("recipient")?,
+        purpose: r.try_get("purpose")?,
+        template: r.try_get("template")?,
+        data: serde_json::from_str(&data)?,
+        draft_ref: r.try_get("draft_ref")?,
+        attempts: r.try_get("attempts")?,
+    })
+}
