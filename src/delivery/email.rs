@@ -20,6 +20,7 @@ use crate::config::{SmtpConfig, SmtpTls};
 pub struct EmailChannel {
     from: Mailbox,
     domain: String,
+    timeout: Duration,
     sink: Sink,
 }
 
@@ -47,6 +48,7 @@ impl EmailChannel {
         Ok(EmailChannel {
             from: c.from.parse().context("channels.email.from is not a valid mailbox")?,
             domain: c.message_id_domain.clone(),
+            timeout: Duration::from_secs(c.timeout_secs.max(1) * 4),
             sink: Sink::Smtp(b.build()),
         })
     }
@@ -56,6 +58,7 @@ impl EmailChannel {
         Ok(EmailChannel {
             from: "Proactive services <noreply@proactive.invalid>".parse().expect("static mailbox"),
             domain: domain.to_string(),
+            timeout: Duration::from_secs(60),
             sink: Sink::File(FileSink::new(dir)?),
         })
     }
@@ -85,12 +88,15 @@ impl EmailChannel {
         };
         match &self.sink {
             Sink::File(f) => f.write(&m.notice_id, "eml", &msg.formatted()).await,
-            Sink::Smtp(t) => match t.send(msg).await {
-                Ok(resp) => SendOutcome::Sent(
+            // lettre's own timeouts cover single commands; a server that stops
+            // answering mid-conversation must not hold a worker forever.
+            Sink::Smtp(t) => match tokio::time::timeout(self.timeout, t.send(msg)).await {
+                Err(_) => SendOutcome::Retry(format!("SMTP: no answer within {:?}", self.timeout), None),
+                Ok(Ok(resp)) => SendOutcome::Sent(
                     resp.message().next().map(str::to_string).unwrap_or_else(|| self.message_id(&m.notice_id)),
                 ),
-                Err(e) if e.is_permanent() => SendOutcome::Permanent(format!("SMTP refused the message: {e}")),
-                Err(e) => SendOutcome::Retry(format!("SMTP: {e}"), None),
+                Ok(Err(e)) if e.is_permanent() => SendOutcome::Permanent(format!("SMTP refused the message: {e}")),
+                Ok(Err(e)) => SendOutcome::Retry(format!("SMTP: {e}"), None),
             },
         }
     }

@@ -185,6 +185,8 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     /// Attempts made.
     pub attempts: i64,
+    /// Draft offered with it.
+    pub draft_ref: Option<String>,
 }
 
 const CLAIM_RETURNING: &str =
@@ -429,7 +431,7 @@ impl Db {
     pub async fn list_notices(&self, state: Option<&str>, limit: i64) -> Result<Vec<DeliveryRow>> {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT n.id, n.life_situation, n.template, n.recipient, n.state, n.channel, n.last_error, n.attempts, \
+                "SELECT n.id, n.life_situation, n.template, n.recipient, n.state, n.channel, n.last_error, n.attempts, n.draft_ref, \
                  (SELECT d.provider_id FROM deliveries d WHERE d.notice_id = n.id AND d.outcome = 'sent' \
                   ORDER BY d.id DESC LIMIT 1) AS provider_id \
                  FROM notices n WHERE ($1 IS NULL OR n.state = $1) ORDER BY n.created_at, n.id LIMIT $2",
@@ -450,6 +452,7 @@ impl Db {
                         provider_id: r.try_get("provider_id")?,
                         last_error: r.try_get("last_error")?,
                         attempts: r.try_get("attempts")?,
+                        draft_ref: r.try_get("draft_ref")?,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?

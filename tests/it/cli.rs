@@ -1,0 +1,79 @@
+//! The `proactive` binary as a newcomer uses it: the demo, then the commands it suggests.
+
+use std::process::Command;
+
+use super::support;
+
+fn proactive() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_proactive"));
+    c.current_dir(support::root()).env_remove("PROACTIVE_CONFIG").env("PROACTIVE_LOG", "error");
+    c
+}
+
+#[test]
+fn the_demo_delivers_the_sample_and_the_suggested_commands_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let out = proactive().args(["demo", "--dir"]).arg(&demo_dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("delivery: 4 sent, 1 not sent"), "{stdout}");
+    assert!(stdout.contains("2 quarantined"), "{stdout}");
+    assert!(!stdout.contains("150394-11002"), "personal codes are masked in the demo's table");
+    for (sub, n) in [("email", 2), ("eaddress", 1), ("sms", 1)] {
+        let files = std::fs::read_dir(demo_dir.join("messages").join(sub)).unwrap().count();
+        assert_eq!(files, n, "messages/{sub}");
+    }
+
+    let config = demo_dir.join("proactive.toml");
+    let out = proactive().arg("--config").arg(&config).args(["outbox", "list", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.iter().filter(|r| r["state"] == "sent").count(), 4);
+
+    let out = proactive()
+        .arg("--config")
+        .arg(&config)
+        .args(["events", "quarantine", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    let held: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(held.len(), 2);
+    assert!(held.iter().any(|r| r["field"] == "data.mother"));
+
+    let out = proactive().arg("--config").arg(&config).args(["events", "quarantine", "retry"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "records that still fail make retry exit 2");
+
+    // Running the demo again starts afresh.
+    let again = proactive().args(["demo", "--dir"]).arg(&demo_dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("delivery: 4 sent"));
+}
+
+#[test]
+fn a_broken_rule_stops_start_up_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("birth.rhai"), "let x = ;\n").unwrap();
+    let out = proactive()
+        .env("PROACTIVE_PATHS__RULES", &rules)
+        .env("PROACTIVE_DATABASE__URL", format!("sqlite://{}", dir.path().join("x.db").display()))
+        .arg("process")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("birth.rhai:1:"), "{err}");
+}
+
+#[test]
+fn an_unknown_configuration_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[database]\nurl = \"sqlite://x.db\"\npool = 3\n").unwrap();
+    let out = proactive().arg("--config").arg(&cfg).arg("migrate").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("pool"), "{err}");
+}

@@ -1,0 +1,129 @@
+//! Email against a real SMTP server over TCP (mailin-embedded), not a stub transport.
+
+use proactive::app::App;
+use proactive::events::{RawRecord, ingest_records};
+
+use super::support::{self, SmtpServer};
+
+const MOTHER: &str = "150394-11002";
+const FATHER: &str = "020792-11002";
+
+async fn app_with_smtp(t: &support::TestDb, smtp: &SmtpServer, out: &std::path::Path) -> App {
+    let mut cfg = support::config(&t.url, out);
+    cfg.channels.email = support::smtp(smtp.addr);
+    cfg.channels.eaddress = proactive::config::ChannelConfig::Disabled;
+    cfg.channels.sms = proactive::config::ChannelConfig::Disabled;
+    App::open(cfg, support::demo_clock()).await.unwrap()
+}
+
+async fn load(app: &App, records: &[serde_json::Value]) {
+    let raw: Vec<RawRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RawRecord { location: format!("t:{i}"), text: r.to_string() })
+        .collect();
+    let purposes = app.purposes();
+    let c = ingest_records(&app.db, None, &raw, &*purposes, None, app.clock.now_ms()).await.unwrap();
+    assert_eq!(c.quarantined, 0);
+    app.engine().run_until_idle().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_parent_receives_one_email_with_text_html_and_a_derived_message_id() {
+    for t in support::stores().await {
+        let smtp = SmtpServer::start();
+        let out = tempfile::tempdir().unwrap();
+        let app = app_with_smtp(&t, &smtp, out.path()).await;
+        load(
+            &app,
+            &[
+                support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+                support::contact("c2", FATHER, Some("janis@example.com"), None, "en"),
+                support::birth("b1", "321118-20001", Some(MOTHER), Some(FATHER), "2026-11-18"),
+            ],
+        )
+        .await;
+        let r = app.delivery().run_until_idle().await.unwrap();
+        assert_eq!((r.sent, r.dead, r.retried), (2, 0, 0), "{}", t.name);
+
+        let msgs = smtp.messages();
+        assert_eq!(msgs.len(), 2, "{}", t.name);
+        let notices = app.db.list_notices(Some("sent"), 10).await.unwrap();
+        for n in &notices {
+            let (addr, lang_word) = if n.recipient == MOTHER {
+                ("anna@example.lv", "Sveicam")
+            } else {
+                ("janis@example.com", "Congratulations")
+            };
+            let m = msgs.iter().find(|m| m.to == vec![addr.to_string()]).unwrap_or_else(|| panic!("no mail to {addr}"));
+            let parsed = mail_parser::MessageParser::default().parse(m.data.as_bytes()).expect("a parsable message");
+            assert_eq!(parsed.message_id(), Some(format!("{}@test.proactive", n.notice_id).as_str()));
+            assert!(parsed.subject().unwrap().contains("Anna Kalniņa"), "{:?}", parsed.subject());
+            let text = parsed.body_text(0).expect("a text part");
+            let html = parsed.body_html(0).expect("an HTML part");
+            assert!(text.contains(lang_word), "{text}");
+            assert!(html.contains("<strong>Anna Kalniņa</strong>"), "{html}");
+            let draft = n.draft_ref.as_deref().unwrap();
+            assert!(text.contains(draft), "the text links the prefilled draft {draft}");
+            assert_eq!(n.channel.as_deref(), Some("email"));
+        }
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_4xx_answer_retries_and_a_5xx_answer_dead_letters() {
+    let t = support::sqlite().await;
+    let smtp = SmtpServer::start();
+    let out = tempfile::tempdir().unwrap();
+    let app = app_with_smtp(&t, &smtp, out.path()).await;
+    load(
+        &app,
+        &[
+            support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+            support::birth("b1", "321118-20001", Some(MOTHER), None, "2026-11-18"),
+        ],
+    )
+    .await;
+    smtp.fail.lock().unwrap().push(451);
+    let first = app.delivery().run_round().await.unwrap();
+    assert_eq!((first.sent, first.retried), (0, 1));
+    assert!(smtp.messages().is_empty());
+    app.clock.advance(chrono::Duration::seconds(1));
+    let second = app.delivery().run_until_idle().await.unwrap();
+    assert_eq!(second.sent, 1, "the retry goes through");
+    assert_eq!(smtp.messages().len(), 1);
+
+    load(&app, &[support::birth("b2", "321119-20002", Some(MOTHER), None, "2026-11-19")]).await;
+    smtp.fail.lock().unwrap().push(550);
+    let r = app.delivery().run_until_idle().await.unwrap();
+    assert_eq!(r.dead, 1);
+    let dead = app.db.list_notices(Some("dead"), 10).await.unwrap();
+    assert!(dead[0].last_error.as_deref().unwrap().contains("550"), "{:?}", dead[0].last_error);
+    assert_eq!(smtp.messages().len(), 1, "nothing else was accepted");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_retries_and_loses_nothing() {
+    let t = support::sqlite().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = support::config(&t.url, out.path());
+    cfg.channels.email = support::smtp(closed);
+    let app = App::open(cfg, support::demo_clock()).await.unwrap();
+    load(
+        &app,
+        &[
+            support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+            support::birth("b1", "321118-20001", Some(MOTHER), None, "2026-11-18"),
+        ],
+    )
+    .await;
+    let r = app.delivery().run_round().await.unwrap();
+    assert_eq!(r.retried, 1);
+    let pending = app.db.list_notices(Some("pending"), 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].last_error.as_deref().unwrap().starts_with("SMTP"), "{:?}", pending[0].last_error);
+    t.cleanup().await;
+}
