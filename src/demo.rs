@@ -32,7 +32,8 @@ pub async fn run(dir: &Path, root: &Path) -> Result<()> {
     let config_path = dir.join("proactive.toml");
     std::fs::write(&config_path, demo_config(&dir, &root)).context("cannot write the demo configuration")?;
     let cfg = Config::load(Some(&config_path))?;
-    let app = App::open(cfg, crate::config::Config::load(Some(&config_path))?.clock()).await?;
+    let clock = cfg.clock();
+    let app = App::open(cfg, clock).await?;
 
     let purposes = app.purposes();
     let sample = root.join(SAMPLE);
