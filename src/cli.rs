@@ -120,7 +120,12 @@ pub enum Format {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    // The demo reports what it found itself; serve is a daemon whose log is its voice.
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::Demo { .. } => "error",
+        _ => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROACTIVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

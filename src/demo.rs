@@ -82,8 +82,15 @@ pub async fn run(dir: &Path, root: &Path) -> Result<()> {
             detail
         );
     }
+    let mut groups: std::collections::BTreeMap<(String, String), (usize, String)> = Default::default();
     for o in app.db.event_outcomes().await? {
-        println!("event #{} ({}): {} — {}", o.event_seq, o.life_situation, o.outcome, o.detail);
+        groups.entry((o.life_situation, o.outcome)).or_insert((0, o.detail)).0 += 1;
+    }
+    if !groups.is_empty() {
+        println!();
+    }
+    for ((ls, outcome), (n, example)) in groups {
+        println!("{ls}: {n} event(s) {outcome}, e.g. {example}");
     }
     let cfg_arg = config_path.strip_prefix(std::env::current_dir()?).unwrap_or(&config_path).display().to_string();
     println!("\nmessages are in {}/messages (email as .eml, e-address and SMS as JSON)", dir.display());
