@@ -9,4 +9,5 @@ mod email;
 mod feed;
 mod ingest;
 mod restart;
+mod rules;
 mod schema;

@@ -1,0 +1,92 @@
+//! A rule that errors or loops forever is recorded against its event and
+//! rule; every other rule and event goes on.
+
+use std::sync::Arc;
+
+use proactive::engine::{Engine, RuleSet};
+use proactive::events::{RawRecord, ingest_records};
+
+use super::support;
+
+const LOOPING: &str = r#"
+id = "looping"
+version = 1
+status = "active"
+valid_from = "2024-01-01"
+name = { lv = "Cilpa" }
+description = "A broken rule, for the test."
+owner = "Test"
+legal_basis = "Test"
+services = []
+channels = ["email"]
+[[purposes]]
+id = "looping"
+mode = "opt-out"
+description = "Test."
+[trigger]
+events = ["birth.registered"]
+[[steps]]
+id = "spin"
+rule = "looping.rhai"
+[templates.t.lv]
+subject = "x"
+text = "x"
+"#;
+
+#[tokio::test]
+async fn a_looping_rule_is_recorded_and_the_others_go_on() {
+    let t = support::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (le, rules) = (dir.path().join("life-events"), dir.path().join("rules"));
+    std::fs::create_dir_all(&le).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::copy(support::root().join("life-events/birth.toml"), le.join("birth.toml")).unwrap();
+    std::fs::copy(support::root().join("rules/birth.rhai"), rules.join("birth.rhai")).unwrap();
+    std::fs::write(le.join("looping.toml"), LOOPING).unwrap();
+    // Loops only for one child, so the same rule still works for the others.
+    std::fs::write(rules.join("looping.rhai"), "if event.subject == \"321118-20001\" { loop {} } []").unwrap();
+
+    let set = Arc::new(RuleSet::load(&le, &rules).expect("the rule set loads"));
+    let records: Vec<RawRecord> = [
+        support::birth("b1", "321118-20001", Some("150394-11002"), None, "2026-11-18"),
+        support::birth("b2", "321120-20002", Some("200190-11008"), None, "2026-11-20"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, r)| RawRecord { location: format!("t:{i}"), text: r.to_string() })
+    .collect();
+    let declared = |p: &str| p == "birth" || p == "looping";
+    ingest_records(&t.db, None, &records, &declared, None, 0).await.unwrap();
+    let engine = Engine::new(t.db.clone(), set, support::demo_clock(), 100, "https://x/".into());
+    let r = engine.run_until_idle().await.unwrap();
+    assert_eq!(r.events, 2);
+    assert_eq!(r.errors, 1, "one looping evaluation");
+    assert_eq!(r.notices, 2, "both births still reach their mothers");
+    let outcomes = t.db.event_outcomes().await.unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].life_situation, "looping");
+    assert_eq!(outcomes[0].step.as_deref(), Some("spin"));
+    assert!(outcomes[0].detail.contains("looping.rhai"), "{}", outcomes[0].detail);
+    assert!(outcomes[0].detail.to_lowercase().contains("too many operations"), "{}", outcomes[0].detail);
+    t.cleanup().await;
+}
+
+#[test]
+fn a_broken_definition_set_reports_every_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (le, rules) = (dir.path().join("life-events"), dir.path().join("rules"));
+    std::fs::create_dir_all(&le).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(le.join("a.toml"), LOOPING.replace("version = 1", "version = \"one\"")).unwrap();
+    std::fs::write(
+        le.join("b.toml"),
+        LOOPING.replace("looping", "other").replace("birth.registered", "birth.registred"),
+    )
+    .unwrap();
+    std::fs::write(rules.join("other.rhai"), "let = 1;").unwrap();
+    let errors = RuleSet::load(&le, &rules).err().expect("the set must not load");
+    let all = errors.join("\n");
+    assert!(all.contains("a.toml:3:11: invalid type"), "the TOML error names its line: {all}");
+    assert!(all.contains("unknown event type \"birth.registred\""), "{all}");
+    assert!(all.contains("other.rhai:1:"), "the script error names its line: {all}");
+}
