@@ -10,3 +10,4 @@ mod feed;
 mod ingest;
 mod restart;
 mod schema;
+mod snapshot;
