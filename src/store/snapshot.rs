@@ -55,7 +55,7 @@ pub struct SnapshotRow {
     pub last_modified: Option<String>,
     /// Whether it is (or will be applied as) the source's first snapshot, which starts nothing.
     pub baseline: bool,
-    /// `checking`, `held`, `applying`, `applied`, `superseded` or `rejected`.
+    /// `checking`, `held`, `applying`, `applied`, `superseded`, `rejected` or `abandoned`.
     pub state: String,
     /// Why it was held back or rejected.
     pub reason: Option<String>,
@@ -192,7 +192,7 @@ impl Db {
         }))
     }
 
-    /// Holds a snapshot back (or rejects it, `state = "rejected"`) with the reason and the check's counts.
+    /// Holds a snapshot back (`held`), rejects it (`rejected`) or gives it up (`abandoned`), with the reason.
     pub async fn snapshot_verdict(&self, id: i64, state: &str, reason: &str, stats: &serde_json::Value) -> Result<()> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE snapshots SET state = $2, reason = $3, stats = $4 WHERE id = $1")

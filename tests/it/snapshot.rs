@@ -398,6 +398,15 @@ async fn by_type_count(db: &Db, ty: &str) -> usize {
 
 #[tokio::test]
 async fn a_crash_between_two_batches_resumes_without_loss_or_repeats() {
+    crash_and_resume(false).await;
+}
+
+#[tokio::test]
+async fn a_crash_between_a_batchs_events_and_its_fingerprints_resumes_without_repeats() {
+    crash_and_resume(true).await;
+}
+
+async fn crash_and_resume(before_fingerprints: bool) {
     for t in support::stores().await {
         let server = RegisterServer::start().await;
         let out = tempfile::tempdir().unwrap();
@@ -415,6 +424,7 @@ async fn a_crash_between_two_batches_resumes_without_loss_or_repeats() {
             SnapshotPoller::new(snapshot_source(&server.url, &spool)).unwrap().with_settings(SnapshotSettings {
                 batch_size: 1,
                 crash_after_batches: Some(2),
+                crash_before_fingerprints: before_fingerprints,
                 ..SnapshotSettings::new("ur")
             });
         match crashing.poll(&app.db, &app.clock, &*purposes).await {
@@ -432,6 +442,9 @@ async fn a_crash_between_two_batches_resumes_without_loss_or_repeats() {
         assert_eq!(server.last_status(), 304, "{n}");
         let (_, st) = applied(&o);
         assert!(st.resumed);
+        // A batch whose fingerprints were lost is diffed again: the same ids, dropped by the event log.
+        let repeated = u64::from(before_fingerprints);
+        assert_eq!((st.events, st.duplicate_events), (5 - partial as u64, repeated), "{n}");
         let evs = events(&app.db).await;
         let ids: BTreeSet<_> = evs.iter().map(|e| e.0.clone()).collect();
         assert_eq!((evs.len(), ids.len()), (5, 5), "{n}: every change once");
@@ -453,6 +466,42 @@ async fn a_crash_between_two_batches_resumes_without_loss_or_repeats() {
         clean.cleanup().await;
         t.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn an_interrupted_snapshot_whose_file_was_lost_is_fetched_again() {
+    let t = support::sqlite().await;
+    let server = RegisterServer::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let app = App::open(support::config(&t.url, out.path()), support::demo_clock()).await.unwrap();
+    let purposes = app.purposes();
+    let spool = out.path().join("spool");
+    server.publish(register(&day1(), true, true, &[]), "2026-11-19");
+    let poller = SnapshotPoller::new(snapshot_source(&server.url, &spool)).unwrap();
+    applied(&only(poller.poll(&app.db, &app.clock, &*purposes).await.unwrap()));
+    server.publish(register(&day2(), true, true, &[]), "2026-11-20");
+    let crashing = SnapshotPoller::new(snapshot_source(&server.url, &spool)).unwrap().with_settings(SnapshotSettings {
+        batch_size: 1,
+        crash_after_batches: Some(1),
+        ..SnapshotSettings::new("ur")
+    });
+    assert!(crashing.poll(&app.db, &app.clock, &*purposes).await.is_err());
+    for f in std::fs::read_dir(&spool).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+
+    // The lost one is abandoned, the file is fetched again unconditionally (200, not 304) and applied.
+    let PollOutcome::Fetched(outcomes) = poller.poll(&app.db, &app.clock, &*purposes).await.unwrap() else {
+        panic!("expected a fetch")
+    };
+    assert_eq!(server.last_status(), 200);
+    assert!(matches!(&outcomes[0], Outcome::Rejected { reason, .. } if reason.contains("is gone")), "{outcomes:?}");
+    let (_, st) = applied(&outcomes[1]);
+    assert_eq!((st.events, st.duplicate_events), (4, 0), "the first batch (one change) was committed before the crash");
+    assert_eq!(events(&app.db).await.len(), 5);
+    let rows = app.db.snapshots(Some("ur"), &[]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), ["applied", "applied"]);
+    t.cleanup().await;
 }
 
 #[tokio::test]

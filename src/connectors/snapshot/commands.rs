@@ -106,7 +106,7 @@ fn detail(r: &SnapshotRow) -> String {
             r.reason.clone().unwrap_or_default(),
             r.id
         ),
-        ("rejected" | "superseded", _) => r.reason.clone().unwrap_or_default(),
+        ("rejected" | "superseded" | "abandoned", _) => r.reason.clone().unwrap_or_default(),
         ("applied", Some(s)) => summary(r.baseline, &s),
         _ => r.origin.clone(),
     }

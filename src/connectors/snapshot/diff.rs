@@ -341,7 +341,7 @@ pub async fn resume_interrupted(
                     rec.state, rec.file
                 );
                 tracing::error!(source = %rec.source, snapshot = rec.id, reason = %reason, "snapshot abandoned");
-                db.snapshot_verdict(rec.id, "rejected", &reason, &rec.stats.clone().unwrap_or(json!({}))).await?;
+                db.snapshot_verdict(rec.id, "abandoned", &reason, &rec.stats.clone().unwrap_or(json!({}))).await?;
                 out.push(Outcome::Rejected { id: rec.id, reason });
             }
         }
@@ -507,14 +507,20 @@ async fn apply(
                 }
                 Msg::Batch(b) => b,
             };
+            batches += 1;
+            let crash_here = settings.crash_after_batches == Some(batches);
             if rec.baseline {
                 write_baseline(db, &ctx, batch, &mut counted, clock).await?;
             } else {
-                write_diff(db, &ctx, batch, purposes, &mut counted, clock).await?;
+                // Events first, fingerprints second: see the module's note.
+                let prints = write_diff_events(db, &ctx, batch, purposes, &mut counted, clock).await?;
+                if crash_here && settings.crash_before_fingerprints {
+                    bail!("stopped on purpose in batch {batches}, before its fingerprints (crash_after_batches)");
+                }
+                db.write_company_prints(source, rec.id, &prints, &[], clock.now_ms()).await?;
             }
-            batches += 1;
             progress(Progress { phase: "applying", done, total });
-            if settings.crash_after_batches == Some(batches) {
+            if crash_here {
                 bail!("stopped on purpose after {batches} batch(es) (crash_after_batches), as a crash would");
             }
         }
@@ -642,16 +648,16 @@ async fn write_baseline(db: &Db, ctx: &Emit<'_>, batch: Batch, st: &mut Snapshot
     db.write_company_prints(&ctx.settings.source, ctx.rec.id, &prints, &profiles, now).await
 }
 
-/// Writes one batch of a later snapshot: its events and bad rows through the
-/// event log, then the fingerprints (in that order: see the module's note).
-async fn write_diff(
+/// Stores one batch of a later snapshot's events and bad rows through the
+/// event log; returns the fingerprints for the caller to write next.
+async fn write_diff_events(
     db: &Db,
     ctx: &Emit<'_>,
     batch: Batch,
     purposes: &PurposeCheck,
     st: &mut SnapshotStats,
     clock: &Clock,
-) -> Result<()> {
+) -> Result<Vec<CompanyPrint>> {
     let source = ctx.settings.source.as_str();
     let wants_previous: Vec<String> = batch
         .rows
@@ -750,7 +756,7 @@ async fn write_diff(
     st.events += counts.accepted as u64;
     st.duplicate_events += counts.duplicate as u64;
     st.quarantined += counts.quarantined as u64;
-    db.write_company_prints(source, ctx.rec.id, &prints, &[], now).await
+    Ok(prints)
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub struct SnapshotSettings {
     pub batch_size: usize,
     /// For tests: stop, as a crash would, after this many committed batches.
     pub crash_after_batches: Option<usize>,
+    /// For tests: make that stop fall inside the last batch, after its events and before its fingerprints.
+    pub crash_before_fingerprints: bool,
 }
 
 impl SnapshotSettings {
@@ -72,6 +74,7 @@ impl SnapshotSettings {
             emit: EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
             batch_size: DEFAULT_BATCH,
             crash_after_batches: None,
+            crash_before_fingerprints: false,
         }
     }
 
@@ -194,7 +197,8 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
-    /// Cannot be applied (the header lacks a needed column, or the file was lost).
+    /// Cannot be applied: the header lacks a needed column (`rejected`), or an
+    /// interrupted snapshot's file was lost (`abandoned`; the next file carries its changes).
     Rejected {
         /// Snapshot id.
         id: i64,
@@ -298,7 +302,9 @@ impl SnapshotPoller {
 
     /// Streams the file to the spool folder with a conditional GET; `None` on 304.
     async fn download(&self, db: &Db, clock: &Clock, url: &str) -> Result<Option<SnapshotFile>, PollError> {
-        let last = db.snapshots(Some(&self.def.source), &[]).await?.into_iter().next();
+        // The last file judged whole: one whose processing was lost ("abandoned") must be fetched again.
+        let judged = ["applied", "held", "superseded", "rejected"];
+        let last = db.snapshots(Some(&self.def.source), &judged).await?.into_iter().next();
         let mut req = self.http.get(url);
         if let Some(last) = &last {
             if let Some(etag) = &last.etag {
@@ -393,7 +399,8 @@ impl SnapshotPoller {
             | Outcome::AlreadyApplied { id }
             | Outcome::Superseded { id } => *id,
         };
-        let Ok(rows) = db.snapshots(Some(&self.def.source), &["applied", "superseded", "rejected"]).await else {
+        let Ok(rows) = db.snapshots(Some(&self.def.source), &["applied", "superseded", "rejected", "abandoned"]).await
+        else {
             return;
         };
         for r in rows.iter().filter(|r| r.id <= id) {
