@@ -70,6 +70,42 @@ pub enum EventsCommand {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+    /// Diffs a register.csv snapshot against the last one kept and stores the changes as events.
+    ImportSnapshot {
+        /// The file.
+        file: PathBuf,
+        /// The snapshot source whose connector definition (limits, events) applies.
+        #[arg(long, default_value = "ur")]
+        source: String,
+        /// The day the file describes, YYYY-MM-DD (default: the day it was last modified).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
+    /// Register snapshots: what was applied, what is held back and why.
+    Snapshot {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+/// `proactive events snapshot …`
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Lists snapshots, newest first, with their state and why one was held back.
+    List {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Applies a held-back snapshot once an operator has checked it.
+    Approve {
+        /// Snapshot id (from `list`).
+        id: i64,
+    },
 }
 
 /// `proactive events quarantine …`
@@ -194,6 +230,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
             if counts.quarantined > 0 {
                 println!("see them with: proactive events quarantine list");
+            }
+        }
+        Command::Events { command: EventsCommand::ImportSnapshot { file, source, date } } => {
+            let app = App::open(cfg, clock).await?;
+            return crate::connectors::snapshot::commands::import(&app, &file, &source, date).await;
+        }
+        Command::Events { command: EventsCommand::Snapshot { command } } => {
+            use crate::connectors::snapshot::commands;
+            match command {
+                SnapshotCommand::List { source, format } => {
+                    let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+                    commands::list(&db, source.as_deref(), format == Format::Json).await?;
+                }
+                SnapshotCommand::Approve { id } => {
+                    let app = App::open(cfg, clock).await?;
+                    return commands::approve_command(&app, id).await;
+                }
             }
         }
         Command::Events { command: EventsCommand::Quarantine { command } } => {

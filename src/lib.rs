@@ -12,8 +12,9 @@
 //!                              quarantined     situation    same fact is one  receipts
 //! ```
 //!
-//! * [`connectors`] poll a registry's change feed on a cron schedule and hand
-//!   pages of raw records to [`events`], which validates them (personal codes,
+//! * [`connectors`] poll a registry's change feed on a cron schedule, or diff
+//!   the Enterprise Register's daily `register.csv` against the last one kept
+//!   ([`connectors::snapshot`]), and hand the records to [`events`], which validates them (personal codes,
 //!   real dates, the contract's fields), stores them once per
 //!   `(source, external_id)` and quarantines what does not validate.
 //! * [`engine`] takes pending events in batches, keeps [`profiles`](engine::profile)

@@ -9,7 +9,7 @@ use anyhow::Result;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::connectors::{self, feed::FeedPoller};
+use crate::connectors::{self, SourceKind, feed::FeedPoller, snapshot::SnapshotPoller};
 
 /// Runs every stage until a stop signal.
 pub async fn serve(app: App, listen: &str) -> Result<()> {
@@ -19,10 +19,18 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     let sources = connectors::load_sources(&app.cfg.paths.connectors)
         .map_err(|e| anyhow::anyhow!("connector definitions do not load:\n  {}", e.join("\n  ")))?;
     for def in sources.into_iter().filter(|d| d.enabled) {
-        let poller = FeedPoller::new(def)?;
         let (db, clock, purposes, stop) = (app.db.clone(), app.clock.clone(), app.purposes(), stop_rx.clone());
-        tracing::info!(source = poller.source(), "connector started");
-        tasks.spawn(async move { poller.run(db, clock, purposes, stop).await });
+        tracing::info!(source = %def.source, kind = ?def.kind, "connector started");
+        match def.kind {
+            SourceKind::ChangeFeed => {
+                let poller = FeedPoller::new(def)?;
+                tasks.spawn(async move { poller.run(db, clock, purposes, stop).await });
+            }
+            SourceKind::Snapshot => {
+                let poller = SnapshotPoller::new(def)?;
+                tasks.spawn(async move { poller.run(db, clock, purposes, stop).await });
+            }
+        }
     }
 
     let engine = app.engine();

@@ -179,7 +179,7 @@ impl FeedPoller {
 }
 
 /// 1 s doubling to 5 min, with jitter, after `failures` failures in a row.
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let cap = Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300));
     let ms = cap.as_millis() as u64;
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))

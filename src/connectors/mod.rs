@@ -4,6 +4,7 @@
 //! and stored the same way.
 
 pub mod feed;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,12 +17,13 @@ use serde::Deserialize;
 pub struct SourceDef {
     /// Source name stored with each event (`pmlp`, `ur`, …).
     pub source: String,
-    /// Kind of source; `change_feed` polls CONTRACTS.md §1.
+    /// Kind of source; `change_feed` polls CONTRACTS.md §1, `snapshot` fetches §2's file.
     pub kind: SourceKind,
     /// Whether `serve` polls it.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Base URL of the feed; `/changes` is appended.
+    /// Base URL of the feed; `/changes` is appended (change feeds).
+    #[serde(default)]
     pub base_url: String,
     /// Cron expression with seconds (`sec min hour day month weekday`), Europe/Riga time.
     pub schedule: String,
@@ -33,6 +35,21 @@ pub struct SourceDef {
     /// Seconds before a request times out.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// URL of the register file, fetched with a conditional GET (snapshots; or `path`).
+    pub url: Option<String>,
+    /// Local path of the register file (snapshots; or `url`).
+    pub path: Option<PathBuf>,
+    /// Folder where fetched files are kept while checked, applied or held (snapshots).
+    #[serde(default = "default_spool")]
+    pub spool_dir: PathBuf,
+    /// A file that lost more than this share of the companies is held back (snapshots).
+    #[serde(default = "default_share")]
+    pub max_vanished_share: f64,
+    /// A file with more than this share of unreadable rows is held back (snapshots).
+    #[serde(default = "default_share")]
+    pub max_bad_share: f64,
+    /// Event types to emit (snapshots; default all four `company.*` types it knows).
+    pub events: Option<Vec<String>>,
     /// The file it was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -44,6 +61,8 @@ pub struct SourceDef {
 pub enum SourceKind {
     /// `GET /changes?after=&limit=` (CONTRACTS.md §1).
     ChangeFeed,
+    /// The Enterprise Register's daily `register.csv`, diffed (CONTRACTS.md §2).
+    Snapshot,
 }
 
 fn yes() -> bool {
@@ -58,12 +77,53 @@ fn default_timeout() -> u64 {
     30
 }
 
+fn default_spool() -> PathBuf {
+    PathBuf::from("snapshots")
+}
+
+fn default_share() -> f64 {
+    0.01
+}
+
 impl SourceDef {
     /// The parsed schedule.
     pub fn cron(&self) -> Result<cron::Schedule, String> {
         self.schedule
             .parse::<cron::Schedule>()
             .map_err(|e| format!("{}: schedule \"{}\": {e}", self.file.display(), self.schedule))
+    }
+
+    /// What is wrong with the fields of this source's kind, if anything.
+    pub fn check_kind(&self) -> Vec<String> {
+        let f = self.file.display();
+        let mut errors = Vec::new();
+        match self.kind {
+            SourceKind::ChangeFeed if self.base_url.trim().is_empty() => {
+                errors.push(format!("{f}: a change_feed needs base_url"));
+            }
+            SourceKind::ChangeFeed => {}
+            SourceKind::Snapshot => {
+                if self.url.is_some() == self.path.is_some() {
+                    errors.push(format!("{f}: a snapshot needs exactly one of url and path"));
+                }
+                for (name, v) in
+                    [("max_vanished_share", self.max_vanished_share), ("max_bad_share", self.max_bad_share)]
+                {
+                    if !(0.0..=1.0).contains(&v) {
+                        errors.push(format!("{f}: {name} must be between 0 and 1 (a share, 0.01 = 1%)"));
+                    }
+                }
+                for e in self.events.iter().flatten() {
+                    if !snapshot::EVENT_TYPES.contains(&e.as_str()) {
+                        errors.push(format!(
+                            "{f}: events: a snapshot cannot emit \"{e}\" (it emits {})",
+                            snapshot::EVENT_TYPES.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        errors
     }
 
     /// The request timeout.
@@ -97,6 +157,7 @@ pub fn load_sources(dir: &Path) -> Result<Vec<SourceDef>, Vec<String>> {
                 if let Err(e) = d.cron() {
                     errors.push(e);
                 }
+                errors.extend(d.check_kind());
                 if out.iter().any(|o: &SourceDef| o.source == d.source) {
                     errors.push(format!("{}: source \"{}\" is defined twice", f.display(), d.source));
                 }

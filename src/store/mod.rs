@@ -6,9 +6,11 @@
 mod events;
 mod outbox;
 mod profiles;
+mod snapshot;
 
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, CaseRow, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow};
+pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -11,3 +11,4 @@ mod ingest;
 mod restart;
 mod rules;
 mod schema;
+mod snapshot;
