@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chrono::Utc;
-use chrono_tz::Europe::Riga;
 use rand::RngExt;
 use serde::Deserialize;
 
@@ -129,52 +128,19 @@ impl FeedPoller {
         }
     }
 
-    /// Polls on the source's schedule until `stop` fires; waits as the feed
-    /// asks on 429/503 and backs off exponentially on other errors.
+    /// Polls on the source's schedule until `stop` fires (see [`super::run_on_schedule`]).
     pub async fn run(
         &self,
         db: Db,
         clock: Clock,
         purposes: std::sync::Arc<PurposeCheck>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let schedule = match self.def.cron() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(source = %self.def.source, error = %e, "connector not started");
-                return;
-            }
-        };
-        let mut failures: u32 = 0;
-        let mut wait = Duration::ZERO;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => return,
-            }
-            match self.poll(&db, &clock, &*purposes).await {
-                Ok(_) => {
-                    failures = 0;
-                    let now = clock.now().with_timezone(&Riga);
-                    let next = schedule.after(&now).next().map(|t| t.with_timezone(&Utc));
-                    // The clock may be virtual; the wait is at least one real second.
-                    wait = next
-                        .map(|t| (t - clock.now()).to_std().unwrap_or_default())
-                        .unwrap_or(Duration::from_secs(3600))
-                        .max(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    failures += 1;
-                    let msg = e.to_string();
-                    tracing::warn!(source = %self.def.source, error = %msg, failures, "poll failed");
-                    let _ = db.record_poll_error(&self.def.source, &msg, clock.now_ms()).await;
-                    wait = match e {
-                        PollError::Busy { after, .. } => after,
-                        _ => backoff(failures),
-                    };
-                }
-            }
-        }
+        let (db_ref, clock_ref, purposes) = (&db, &clock, &*purposes);
+        super::run_on_schedule(&self.def, &db, &clock, stop, move || async move {
+            self.poll(db_ref, clock_ref, purposes).await.map(|_| ())
+        })
+        .await
     }
 }
 

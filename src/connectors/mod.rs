@@ -174,3 +174,58 @@ pub fn load_sources(dir: &Path) -> Result<Vec<SourceDef>, Vec<String>> {
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
+
+/// Runs `poll` on `def`'s cron schedule (Europe/Riga, on the engine's clock,
+/// at most once a real second) until `stop` fires; after a failure it waits
+/// as the source asked (429/503 `Retry-After`) or backs off exponentially,
+/// and records the error with the connector's state.
+pub(crate) async fn run_on_schedule<F, Fut>(
+    def: &SourceDef,
+    db: &crate::store::Db,
+    clock: &crate::clock::Clock,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut poll: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), feed::PollError>>,
+{
+    use chrono::Utc;
+    use chrono_tz::Europe::Riga;
+
+    let schedule = match def.cron() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(source = %def.source, error = %e, "connector not started");
+            return;
+        }
+    };
+    let mut failures: u32 = 0;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        match poll().await {
+            Ok(()) => {
+                failures = 0;
+                let now = clock.now().with_timezone(&Riga);
+                let next = schedule.after(&now).next().map(|t| t.with_timezone(&Utc));
+                wait = next
+                    .map(|t| (t - clock.now()).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::from_secs(3600))
+                    .max(Duration::from_secs(1));
+            }
+            Err(e) => {
+                failures += 1;
+                let msg = e.to_string();
+                tracing::warn!(source = %def.source, error = %msg, failures, "poll failed");
+                let _ = db.record_poll_error(&def.source, &msg, clock.now_ms()).await;
+                wait = match e {
+                    feed::PollError::Busy { after, .. } => after,
+                    _ => feed::backoff(failures),
+                };
+            }
+        }
+    }
+}
