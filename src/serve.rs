@@ -37,7 +37,9 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     let idle = Duration::from_millis(app.cfg.engine.poll_interval_ms);
     let stop = stop_rx.clone();
     tasks.spawn(async move {
-        stage_loop("engine", stop, idle, || async { engine.run_batch().await.map(|r| r.events > 0) }).await
+        let halt = stop.clone();
+        let halt = move || *halt.borrow();
+        stage_loop("engine", stop, idle, || async { engine.run_until_idle_or(&halt).await.map(|_| false) }).await
     });
 
     let delivery = app.delivery();

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Result;
-use tracing::info_span;
+use tracing::{Instrument, info_span};
 
 use crate::clock::Clock;
 use crate::store::Db;
@@ -68,43 +68,107 @@ impl Engine {
         self.rules = rules;
     }
 
-    /// Processes one batch of pending events; returns what it did (zero events when idle).
-    pub async fn run_batch(&self) -> Result<BatchReport> {
-        let events = self.db.pending_events(self.batch_size).await?;
-        if events.is_empty() {
-            return Ok(BatchReport::default());
-        }
-        let span = info_span!("engine.batch", events = events.len(), first_seq = events[0].seq);
-        let _enter = span.enter();
+    /// Reads and evaluates the next batch after `after_seq` without writing
+    /// anything; `carry` is what the batch still being committed wrote, which
+    /// the store may not show yet.
+    async fn prepare(&self, after_seq: i64, carry: &Carry) -> Result<Option<Prepared>> {
+        let events = self.db.pending_events_after(after_seq, self.batch_size).await?;
+        let Some(last) = events.last() else {
+            return Ok(None);
+        };
+        let last_seq = last.seq;
         let now = self.clock.now();
         let codes = evaluate::codes_named(&events);
-        let profiles = self.db.load_profiles(&codes).await?;
+        let mut profiles = self.db.load_profiles(&codes).await?;
+        for p in profiles.iter_mut() {
+            if let Some(newer) = carry.profiles.get(&p.subject) {
+                *p = newer.clone();
+            }
+        }
+        let loaded: HashSet<String> = profiles.iter().map(|p| p.subject.clone()).collect();
+        profiles.extend(codes.iter().filter(|c| !loaded.contains(*c)).filter_map(|c| carry.profiles.get(c).cloned()));
         let candidates = evaluate::candidate_cases(&self.rules, &events);
-        let existing: HashSet<String> = self.db.existing_cases(&candidates).await?;
+        let mut existing: HashSet<String> = self.db.existing_cases(&candidates).await?;
+        existing.extend(candidates.into_iter().filter(|c| carry.cases.contains(c)));
         let ctx = EvalContext { rules: self.rules.clone(), now, draft_link: self.draft_link.clone() };
         let (write, report) =
             tokio::task::spawn_blocking(move || evaluate_batch(&ctx, events, profiles, existing)).await?;
-        self.db.commit_batch(&write, now.timestamp_millis()).await?;
-        tracing::info!(
-            events = report.events,
-            cases = report.cases,
-            notices = report.notices,
-            drafts = report.drafts,
-            errors = report.errors,
-            "engine batch committed"
-        );
-        Ok(report)
+        Ok(Some(Prepared { write, report, last_seq, now_ms: now.timestamp_millis() }))
+    }
+
+    /// Processes one batch of pending events; returns what it did (zero events when idle).
+    pub async fn run_batch(&self) -> Result<BatchReport> {
+        let Some(p) = self.prepare(0, &Carry::default()).await? else {
+            return Ok(BatchReport::default());
+        };
+        self.db.commit_batch(&p.write, p.now_ms).await?;
+        log_batch(&p.report);
+        Ok(p.report)
     }
 
     /// Processes batches until no event is pending.
     pub async fn run_until_idle(&self) -> Result<BatchReport> {
+        self.run_until_idle_or(&|| false).await
+    }
+
+    /// Processes batches until no event is pending or `stop` says so. Batches
+    /// are pipelined: the next one is read and evaluated while the previous
+    /// one commits, and commits stay in order; a failed commit stops the run
+    /// before anything evaluated on top of it is written.
+    pub async fn run_until_idle_or(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<BatchReport> {
         let mut total = BatchReport::default();
+        let mut after = 0;
+        let mut carry = Carry::default();
+        let mut inflight: Option<tokio::task::JoinHandle<Result<BatchReport>>> = None;
         loop {
-            let r = self.run_batch().await?;
-            if r.events == 0 {
-                return Ok(total);
+            let next = if stop() { None } else { self.prepare(after, &carry).await? };
+            if let Some(h) = inflight.take() {
+                total += h.await??;
             }
-            total += r;
+            let Some(p) = next else {
+                return Ok(total);
+            };
+            after = p.last_seq;
+            carry = Carry {
+                profiles: p.write.profiles.iter().map(|x| (x.subject.clone(), x.clone())).collect(),
+                cases: p.write.cases.iter().map(|c| c.id.clone()).collect(),
+            };
+            let db = self.db.clone();
+            let span = info_span!("engine.batch", events = p.report.events, last_seq = p.last_seq);
+            inflight = Some(tokio::spawn(
+                async move {
+                    db.commit_batch(&p.write, p.now_ms).await?;
+                    log_batch(&p.report);
+                    Ok(p.report)
+                }
+                .instrument(span),
+            ));
         }
     }
+}
+
+/// What a batch being committed wrote, for the batch evaluated meanwhile.
+#[derive(Default)]
+struct Carry {
+    profiles: std::collections::HashMap<String, profile::Profile>,
+    cases: HashSet<String>,
+}
+
+/// A batch evaluated and ready to commit.
+struct Prepared {
+    write: crate::store::BatchWrite,
+    report: BatchReport,
+    last_seq: i64,
+    now_ms: i64,
+}
+
+fn log_batch(r: &BatchReport) {
+    tracing::info!(
+        events = r.events,
+        cases = r.cases,
+        notices = r.notices,
+        drafts = r.drafts,
+        errors = r.errors,
+        "engine batch committed"
+    );
 }

@@ -176,11 +176,17 @@ impl Db {
 
     /// The oldest events the engine has not processed yet.
     pub async fn pending_events(&self, limit: usize) -> Result<Vec<EventRow>> {
+        self.pending_events_after(0, limit).await
+    }
+
+    /// The oldest unprocessed events after `after_seq` (those up to it are being committed).
+    pub async fn pending_events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<EventRow>> {
         let rows = on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT seq, source, external_id, type, subject, occurred_at, data FROM events \
-                 WHERE processed_at IS NULL ORDER BY seq LIMIT $1",
+                 WHERE processed_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
             )
+            .bind(after_seq)
             .bind(limit as i64)
             .fetch_all(pool)
             .await?;

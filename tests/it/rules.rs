@@ -90,3 +90,36 @@ fn a_broken_definition_set_reports_every_error_with_its_place() {
     assert!(all.contains("unknown event type \"birth.registred\""), "{all}");
     assert!(all.contains("other.rhai:1:"), "the script error names its line: {all}");
 }
+
+#[tokio::test]
+async fn pipelined_batches_see_what_the_batch_before_them_wrote() {
+    for t in support::stores().await {
+        let set =
+            Arc::new(RuleSet::load(&support::root().join("life-events"), &support::root().join("rules")).unwrap());
+        let death = serde_json::json!({
+            "source": "pmlp", "id": "d1", "type": "death.registered", "subject": "020792-11002",
+            "occurred_at": "2026-11-19T08:00:00+02:00", "data": { "death_date": "2026-11-19" }
+        });
+        let records: Vec<RawRecord> = [
+            death,
+            support::birth("b1", "321120-20002", Some("150394-11002"), Some("020792-11002"), "2026-11-20"),
+            support::birth("b1-corrected", "321120-20002", Some("150394-11002"), Some("020792-11002"), "2026-11-20"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RawRecord { location: format!("t:{i}"), text: r.to_string() })
+        .collect();
+        ingest_records(&t.db, None, &records, &|p: &str| p == "birth", None, 0).await.unwrap();
+        // One event a batch: each batch is evaluated while the one before it may still be committing.
+        let engine = Engine::new(t.db.clone(), set, support::demo_clock(), 1, "https://x/".into());
+        let r = engine.run_until_idle().await.unwrap();
+        assert_eq!((r.events, r.cases, r.notices), (3, 1, 1), "{}: only the living mother, once", t.name);
+        let notices = t.db.list_notices(None, 10).await.unwrap();
+        assert_eq!(notices[0].recipient, "150394-11002");
+        let outcomes = t.db.event_outcomes().await.unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].outcome, "existing_case");
+        assert_eq!(t.db.pending_event_count().await.unwrap(), 0);
+        t.cleanup().await;
+    }
+}
