@@ -51,6 +51,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 const DEFAULT_EVENTS: usize = 200_000;
+/// The generator has about 11.6 million distinct parents' codes.
+const MAX_EVENTS: usize = 5_000_000;
 /// Records per ingest call, as `events import` commits them.
 const INGEST_CHUNK: usize = 5_000;
 /// Bound values per ceiling statement (SQLite allows 32,766).
@@ -79,6 +81,7 @@ fn events_wanted() -> Result<usize> {
 
 async fn run(n: usize, stages: bool) -> Result<()> {
     ensure!(n > 0, "the number of events must be positive");
+    ensure!(n <= MAX_EVENTS, "at most {MAX_EVENTS} events: the generator runs out of distinct parents' codes");
     let cfg = Config::default();
     let rules = Arc::new(proactive::app::load_rules(&cfg).context("run the benchmark from the crate root")?);
     let births = BirthSpec::new(n);
@@ -160,7 +163,7 @@ fn engine_clock(births: &BirthSpec) -> Clock {
 }
 
 fn engine_for(db: &Db, cfg: &Config, rules: &Arc<RuleSet>, clock: Clock) -> Engine {
-    Engine::new(db.clone(), rules.clone(), clock, cfg.engine.batch_size, cfg.links.drafts.clone())
+    Engine::new(db.clone(), rules.clone(), clock, cfg.engine.batch_size)
 }
 
 struct EndToEnd {
@@ -413,8 +416,10 @@ impl BirthGenerator {
         let family = if girl { family.1 } else { family.0 };
         let (municipality, street, post) = PLACES[(r >> 32) as usize % PLACES.len()];
         let house = 1 + (r >> 40) % 120;
-        // New-format code (since 2017, no birth date, no check digit): 32 and nine digits of the counter.
-        let child = format!("32{:04}-{:05}", (i / 100_000) % 10_000, i % 100_000);
+        // New-format code (since 2017: no birth date, no check digit): 32 and nine digits that
+        // look random, as issued codes do; a bijection of the counter, so every child is distinct.
+        let digits = (i as u64 % 1_000_000_000) * 387_420_489 % 1_000_000_000;
+        let child = format!("32{:04}-{:05}", digits / 100_000, digits % 100_000);
         let text = serde_json::json!({
             "source": "pmlp",
             "id": format!("pmlp-{:09}", i),

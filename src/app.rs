@@ -46,13 +46,7 @@ impl App {
 
     /// The engine stage.
     pub fn engine(&self) -> Engine {
-        Engine::new(
-            self.db.clone(),
-            self.rules.clone(),
-            self.clock.clone(),
-            self.cfg.engine.batch_size,
-            self.cfg.links.drafts.clone(),
-        )
+        Engine::new(self.db.clone(), self.rules.clone(), self.clock.clone(), self.cfg.engine.batch_size)
     }
 
     /// The delivery stage.
@@ -63,6 +57,7 @@ impl App {
             self.channels.clone(),
             self.clock.clone(),
             self.cfg.delivery.clone(),
+            self.cfg.links.drafts.clone(),
         )
     }
 

@@ -30,6 +30,7 @@ pub struct Delivery {
     channels: Arc<Channels>,
     clock: Clock,
     cfg: DeliveryConfig,
+    draft_link: String,
 }
 
 /// What one round did.
@@ -58,9 +59,16 @@ impl std::ops::AddAssign for RoundReport {
 }
 
 impl Delivery {
-    /// A delivery stage over `db`, sending through `channels`.
-    pub fn new(db: Db, rules: Arc<RuleSet>, channels: Arc<Channels>, clock: Clock, cfg: DeliveryConfig) -> Self {
-        Delivery { db, rules, channels, clock, cfg }
+    /// A delivery stage over `db`, sending through `channels`; draft links start with `draft_link`.
+    pub fn new(
+        db: Db,
+        rules: Arc<RuleSet>,
+        channels: Arc<Channels>,
+        clock: Clock,
+        cfg: DeliveryConfig,
+        draft_link: String,
+    ) -> Self {
+        Delivery { db, rules, channels, clock, cfg, draft_link }
     }
 
     /// Replaces the rule set (templates) after a successful reload.
@@ -140,6 +148,22 @@ impl Delivery {
             m.insert("life_situation".into(), serde_json::to_value(&ls.name).unwrap_or_default());
             m.insert("owner".into(), ls.owner.clone().into());
             m.insert("legal_basis".into(), ls.legal_basis.clone().into());
+            if let Some(reference) = &n.draft_ref
+                && let Some(draft) = self.db.draft(reference).await?
+            {
+                let title = ls.drafts.values().find(|d| d.service_id == draft.service_id).map(|d| d.title.clone());
+                let expires = crate::clock::from_ms(draft.expires_at).with_timezone(&chrono_tz::Europe::Riga);
+                m.insert(
+                    "draft".into(),
+                    serde_json::json!({
+                        "reference": reference,
+                        "url": format!("{}{reference}", self.draft_link),
+                        "title": title.and_then(|t| t.get(&lang).or_else(|| t.get("lv")).cloned()),
+                        "service_id": draft.service_id,
+                        "expires_on": expires.date_naive().to_string(),
+                    }),
+                );
+            }
         }
         let rendered = match self.rules.templates.render(ls, &n.template, &lang, &ctx) {
             Ok(r) => r,

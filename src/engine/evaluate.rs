@@ -29,8 +29,6 @@ pub struct EvalContext {
     pub rules: Arc<RuleSet>,
     /// The engine's "now" for this batch.
     pub now: DateTime<Utc>,
-    /// Base of draft links.
-    pub draft_link: String,
 }
 
 /// The day an event happened, in Latvian time.
@@ -212,7 +210,9 @@ fn start_case(
     for step in &d.steps {
         let fail = |msg: String| (step.id.clone(), format!("rule {} (step {}): {msg}", step.rule, step.id));
         let decisions = ctx.rules.rules.run(&step.rule, &input, lookup).map_err(fail)?;
-        let mut step_drafts: HashMap<String, serde_json::Value> = HashMap::new();
+        // Drafts offered in this step, by applicant: a notice to the same
+        // person carries the reference, and delivery renders the draft's link.
+        let mut step_drafts: HashMap<String, String> = HashMap::new();
         for dec in &decisions {
             if let Decision::Draft { to, draft, fields } = dec {
                 let to = canonical(to).map_err(|m| fail(format!("draft(): `to` {m}")))?;
@@ -234,16 +234,7 @@ fn start_case(
                         (k.clone(), v)
                     })
                     .collect();
-                step_drafts.insert(
-                    to.clone(),
-                    serde_json::json!({
-                        "reference": reference,
-                        "url": format!("{}{}", ctx.draft_link, reference),
-                        "title": def.title,
-                        "service_id": def.service_id,
-                        "expires_on": crate::clock::from_ms(expires_at).with_timezone(&Riga).date_naive().to_string(),
-                    }),
-                );
+                step_drafts.insert(to.clone(), reference.clone());
                 drafts.push(DraftRow {
                     reference,
                     case_id: cid.to_string(),
@@ -260,15 +251,12 @@ fn start_case(
                 if !d.templates.contains_key(&template) {
                     return Err(fail(format!("notice(): no template named \"{template}\" in the definition")));
                 }
-                let mut data = match data {
+                let data = match data {
                     serde_json::Value::Object(m) => m,
                     serde_json::Value::Null => serde_json::Map::new(),
                     _ => return Err(fail("notice(): data must be a map".into())),
                 };
-                let draft = step_drafts.get(&to);
-                if let Some(dr) = draft {
-                    data.insert("draft".into(), dr.clone());
-                }
+                let draft_ref = step_drafts.get(&to).cloned();
                 let due = e.occurred_at;
                 notices.push(NoticeRow {
                     id: notice_id(cid, &step.id, due, &to),
@@ -280,7 +268,7 @@ fn start_case(
                     purpose: d.step_purpose(step).to_string(),
                     template,
                     data: serde_json::Value::Object(data),
-                    draft_ref: draft.and_then(|v| v["reference"].as_str()).map(str::to_string),
+                    draft_ref,
                     due_at: due,
                     available_at: due.max(now_ms),
                     state,

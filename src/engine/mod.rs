@@ -29,7 +29,6 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     clock: Clock,
     batch_size: usize,
-    draft_link: String,
 }
 
 /// What one batch did.
@@ -58,9 +57,9 @@ impl std::ops::AddAssign for BatchReport {
 }
 
 impl Engine {
-    /// An engine over `db` running `rules`; draft links start with `draft_link`.
-    pub fn new(db: Db, rules: Arc<RuleSet>, clock: Clock, batch_size: usize, draft_link: String) -> Self {
-        Engine { db, rules, clock, batch_size: batch_size.max(1), draft_link }
+    /// An engine over `db` running `rules`, `batch_size` events a transaction.
+    pub fn new(db: Db, rules: Arc<RuleSet>, clock: Clock, batch_size: usize) -> Self {
+        Engine { db, rules, clock, batch_size: batch_size.max(1) }
     }
 
     /// Replaces the rule set (after a successful reload).
@@ -90,7 +89,7 @@ impl Engine {
         let candidates = evaluate::candidate_cases(&self.rules, &events);
         let mut existing: HashSet<String> = self.db.existing_cases(&candidates).await?;
         existing.extend(candidates.into_iter().filter(|c| carry.cases.contains(c)));
-        let ctx = EvalContext { rules: self.rules.clone(), now, draft_link: self.draft_link.clone() };
+        let ctx = EvalContext { rules: self.rules.clone(), now };
         let (write, report) =
             tokio::task::spawn_blocking(move || evaluate_batch(&ctx, events, profiles, existing)).await?;
         Ok(Some(Prepared { write, report, last_seq, now_ms: now.timestamp_millis() }))

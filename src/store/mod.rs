@@ -64,6 +64,9 @@ impl Db {
                 // WAL with NORMAL survives a process crash; only an OS crash can lose the last commits.
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
+                // Derived ids (hashes) land anywhere in their indexes; a page
+                // cache of 64 MiB a connection keeps those inserts off the disk.
+                .pragma("cache_size", "-65536")
                 .foreign_keys(false);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(2))

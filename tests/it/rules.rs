@@ -57,7 +57,7 @@ async fn a_looping_rule_is_recorded_and_the_others_go_on() {
     .collect();
     let declared = |p: &str| p == "birth" || p == "looping";
     ingest_records(&t.db, None, &records, &declared, None, 0).await.unwrap();
-    let engine = Engine::new(t.db.clone(), set, support::demo_clock(), 100, "https://x/".into());
+    let engine = Engine::new(t.db.clone(), set, support::demo_clock(), 100);
     let r = engine.run_until_idle().await.unwrap();
     assert_eq!(r.events, 2);
     assert_eq!(r.errors, 1, "one looping evaluation");
@@ -111,7 +111,7 @@ async fn pipelined_batches_see_what_the_batch_before_them_wrote() {
         .collect();
         ingest_records(&t.db, None, &records, &|p: &str| p == "birth", None, 0).await.unwrap();
         // One event a batch: each batch is evaluated while the one before it may still be committing.
-        let engine = Engine::new(t.db.clone(), set, support::demo_clock(), 1, "https://x/".into());
+        let engine = Engine::new(t.db.clone(), set, support::demo_clock(), 1);
         let r = engine.run_until_idle().await.unwrap();
         assert_eq!((r.events, r.cases, r.notices), (3, 1, 1), "{}: only the living mother, once", t.name);
         let notices = t.db.list_notices(None, 10).await.unwrap();
