@@ -22,7 +22,7 @@
 //! 3. **Ceiling.** The rows phase 1 wrote (events with `processed_at` set,
 //!    profiles, cases, notices, drafts, event_outcomes) are read back and
 //!    inserted, with no logic, into another fresh database with sqlx
-//!    multi-row `INSERT`s (`QueryBuilder::push_values`, at most 30,000 bound
+//!    multi-row `INSERT`s (`QueryBuilder::push_values`, cut like the pipeline's own by `store::statement_chunks`
 //!    values a statement), one transaction per engine batch's worth of rows.
 //!    Only the inserts are timed.
 //! 4. Optionally, each stage alone: ingest of all N into a fresh database,
@@ -55,8 +55,6 @@ const DEFAULT_EVENTS: usize = 200_000;
 const MAX_EVENTS: usize = 5_000_000;
 /// Records per ingest call, as `events import` commits them.
 const INGEST_CHUNK: usize = 5_000;
-/// Bound values per ceiling statement (SQLite allows 32,766).
-const MAX_BINDS: usize = 30_000;
 /// How long the engine waits when it finds nothing pending while ingestion still runs.
 const ENGINE_IDLE_WAIT: Duration = Duration::from_millis(2);
 
@@ -555,6 +553,7 @@ const TABLES: &[(&str, &[(&str, Ty)])] = &[
 ];
 
 /// One stored value, moved from the read into the insert.
+#[derive(Clone)]
 enum Val {
     Int(Option<i64>),
     Text(Option<String>),
@@ -607,11 +606,11 @@ async fn copy_ceiling(from: &Db, to: &Db, batches: usize) -> Result<Ceiling> {
             if let Some(last) = read.last() {
                 after[t] = last.try_get("bench_rowid")?;
             }
-            let mut rows = read.iter().map(|r| values(r, cols)).collect::<Result<Vec<_>>>()?;
-            let per_statement = (MAX_BINDS / cols.len()).max(1);
-            while !rows.is_empty() {
-                let rest = rows.split_off(rows.len().min(per_statement));
-                statements.push((t, std::mem::replace(&mut rows, rest)));
+            let rows = read.iter().map(|r| values(r, cols)).collect::<Result<Vec<_>>>()?;
+            // The same statement shapes the pipeline uses, so neither side pays for
+            // preparing a fresh thousand-placeholder statement per batch.
+            for chunk in proactive::store::statement_chunks(&rows, cols.len()) {
+                statements.push((t, chunk.to_vec()));
             }
         }
         // Insert them in one transaction (timed).

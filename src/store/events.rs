@@ -3,7 +3,7 @@
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Db, chunk_rows, on_pool};
+use super::{Db, on_pool, statement_chunks};
 use crate::events::ValidEvent;
 
 /// A stored registry event, as the engine reads it.
@@ -112,7 +112,7 @@ impl Db {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut offset = 0;
-            for chunk in events.chunks(chunk_rows(7)) {
+            for chunk in statement_chunks(&events, 7) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO events (source, external_id, type, subject, occurred_at, received_at, data) ",
                 );

@@ -53,6 +53,46 @@ pub(crate) fn chunk_rows(cols: usize) -> usize {
     (MAX_BINDS / cols).max(1)
 }
 
+/// Most rows one multi-row statement carries.
+const MAX_STATEMENT_ROWS: usize = 512;
+
+/// Cuts `items` into slices for multi-row statements of `cols` values a row:
+/// full slices of one power-of-two size, then the rest in smaller powers of
+/// two. Both databases cache a prepared statement per distinct text, and one
+/// with thousands of placeholders takes milliseconds to prepare (and memory
+/// to keep); this way each table has at most ten statement texts, all cached.
+pub fn statement_chunks<T>(items: &[T], cols: usize) -> Vec<&[T]> {
+    let fit = (MAX_BINDS / cols.max(1)).clamp(1, MAX_STATEMENT_ROWS);
+    let max = if fit.is_power_of_two() { fit } else { fit.next_power_of_two() / 2 };
+    let mut out = Vec::with_capacity(items.len() / max + 10);
+    let mut rest = items;
+    let mut size = max;
+    while !rest.is_empty() {
+        while size > rest.len() {
+            size /= 2;
+        }
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statement_chunks_use_few_distinct_sizes_and_keep_every_item() {
+        let items: Vec<u32> = (0..1877).collect();
+        let chunks = super::statement_chunks(&items, 14);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![512, 512, 512, 256, 64, 16, 4, 1]);
+        let flat: Vec<u32> = chunks.concat();
+        assert_eq!(flat, items);
+        assert!(super::statement_chunks(&items[..0], 3).is_empty());
+        assert!(super::statement_chunks(&items, 20_000).iter().all(|c| c.len() == 1));
+    }
+}
+
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) without migrating.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {

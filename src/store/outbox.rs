@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Db, chunk_rows, on_pool};
+use super::{Db, on_pool, statement_chunks};
 use crate::engine::profile::Profile;
 
 /// A case: one life situation for one subject and one trigger fact.
@@ -196,7 +196,7 @@ impl Db {
     /// Which of `ids` already exist as cases.
     pub async fn existing_cases(&self, ids: &[String]) -> Result<HashSet<String>> {
         let mut out = HashSet::new();
-        for chunk in ids.chunks(chunk_rows(1)) {
+        for chunk in statement_chunks(&ids, 1) {
             on_pool!(self, pool => {
                 let mut qb = QueryBuilder::new("SELECT id FROM cases WHERE id IN (");
                 let mut sep = qb.separated(", ");
@@ -217,7 +217,7 @@ impl Db {
     pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64) -> Result<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in w.profiles.chunks(chunk_rows(8)) {
+            for chunk in statement_chunks(&w.profiles, 8) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO profiles (subject, kind, birth_date, death_date, mother, father, doc, updated_at) ",
                 );
@@ -239,7 +239,7 @@ impl Db {
                 );
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in w.cases.chunks(chunk_rows(8)) {
+            for chunk in statement_chunks(&w.cases, 8) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO cases (id, life_situation, version, subject, fact, trigger_seq, created_at, updated_at) ",
                 );
@@ -256,7 +256,7 @@ impl Db {
                 qb.push(" ON CONFLICT (id) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in w.notices.chunks(chunk_rows(14)) {
+            for chunk in statement_chunks(&w.notices, 14) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
                      draft_ref, due_at, available_at, state, created_at) ",
@@ -280,7 +280,7 @@ impl Db {
                 qb.push(" ON CONFLICT (id) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in w.drafts.chunks(chunk_rows(7)) {
+            for chunk in statement_chunks(&w.drafts, 7) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO drafts (ref, case_id, service_id, applicant, fields, expires_at, created_at) ",
                 );
@@ -296,7 +296,7 @@ impl Db {
                 qb.push(" ON CONFLICT (ref) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in w.outcomes.chunks(chunk_rows(6)) {
+            for chunk in statement_chunks(&w.outcomes, 6) {
                 let mut qb =
                     QueryBuilder::new("INSERT INTO event_outcomes (event_seq, life_situation, step, outcome, detail, at) ");
                 qb.push_values(chunk, |mut b, o| {
@@ -309,7 +309,7 @@ impl Db {
                 });
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in w.processed.chunks(chunk_rows(1)) {
+            for chunk in statement_chunks(&w.processed, 1) {
                 let mut qb = QueryBuilder::new("UPDATE events SET processed_at = ");
                 qb.push_bind(now_ms);
                 qb.push(" WHERE seq IN (");

@@ -4,14 +4,14 @@
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Db, chunk_rows, on_pool};
+use super::{Db, on_pool, statement_chunks};
 use crate::engine::profile::Profile;
 
 impl Db {
     /// The stored profiles of `codes` (absent codes are simply missing).
     pub async fn load_profiles(&self, codes: &[String]) -> Result<Vec<Profile>> {
         let mut out = Vec::with_capacity(codes.len());
-        for chunk in codes.chunks(chunk_rows(1)) {
+        for chunk in statement_chunks(&codes, 1) {
             on_pool!(self, pool => {
                 let mut qb = QueryBuilder::new("SELECT doc FROM profiles WHERE subject IN (");
                 let mut sep = qb.separated(", ");
@@ -31,7 +31,7 @@ impl Db {
     /// Children recorded for any of `parents`, as `(parent, child)` pairs.
     pub async fn children_of(&self, parents: &[String]) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        for chunk in parents.chunks(chunk_rows(2)) {
+        for chunk in statement_chunks(&parents, 2) {
             on_pool!(self, pool => {
                 let mut qb = QueryBuilder::new("SELECT subject, mother, father FROM profiles WHERE mother IN (");
                 let mut sep = qb.separated(", ");
