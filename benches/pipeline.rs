@@ -11,7 +11,7 @@
 //! 1. **End to end.** One task generates the births on the fly in chunks of
 //!    5,000 records (JSON change records as a registry feed sends them) and
 //!    hands each chunk to `events::ingest_records` (validation + one
-//!    transaction); meanwhile the engine runs `run_batch` in a loop until
+//!    transaction); meanwhile the engine runs `run_until_idle` in a loop until
 //!    ingestion is done and nothing is pending. Time runs from the first
 //!    ingest to the engine's last commit. Most births have two parents, some
 //!    one, a few are twins; parents are distinct people, so every batch
@@ -191,15 +191,15 @@ async fn end_to_end(db: &Db, cfg: &Config, rules: &Arc<RuleSet>, births: &BirthS
             generate.map(|generate| IngestDone { at: start.elapsed(), generate })
         }
     });
-    // The engine loop runs on this task (`Engine::run_batch`'s future is not
-    // `Send`, so it cannot be spawned), on the runtime's main thread.
+    // The engine loop runs on this task, as `serve` runs it: pipelined batches
+    // until nothing is pending, then a short wait while ingestion goes on.
     let mut report = BatchReport::default();
     let mut batches = 0usize;
     let mut last_commit = start;
     let mut next_progress = births.n / 10;
     loop {
         let ingest_finished = done.load(Ordering::Acquire);
-        let r = match engine.run_batch().await {
+        let r = match engine.run_until_idle().await {
             Ok(r) => r,
             Err(e) => {
                 ingest.abort();
@@ -208,7 +208,7 @@ async fn end_to_end(db: &Db, cfg: &Config, rules: &Arc<RuleSet>, births: &BirthS
         };
         if r.events > 0 {
             last_commit = Instant::now();
-            batches += 1;
+            batches += r.events.div_ceil(cfg.engine.batch_size);
             report += r;
             if report.events >= next_progress {
                 eprintln!("  engine: {} events processed at {:.1} s", report.events, start.elapsed().as_secs_f64());

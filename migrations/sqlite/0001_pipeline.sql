@@ -50,8 +50,6 @@ CREATE TABLE profiles (
     doc        TEXT   NOT NULL,
     updated_at BIGINT NOT NULL
 );
-CREATE INDEX profiles_mother ON profiles (mother) WHERE mother IS NOT NULL;
-CREATE INDEX profiles_father ON profiles (father) WHERE father IS NOT NULL;
 
 CREATE TABLE cases (
     id             TEXT   PRIMARY KEY,

@@ -41,15 +41,20 @@ pub fn case_id(ls: &str, subject: &str, fact: &str) -> String {
     Uuid::new_v5(&ID_NAMESPACE, format!("case|{ls}|{subject}|{fact}").as_bytes()).to_string()
 }
 
-/// A notice's id: one per (case, step, due time of the occurrence, final recipient).
+/// A notice's id: one per (case, step, due time of the occurrence, final
+/// recipient). It starts with the due time so that new notices land at the
+/// end of the outbox's index instead of anywhere in it (a hash-first id
+/// dirties a page per insert).
 pub fn notice_id(case_id: &str, step: &str, due_ms: i64, recipient: &str) -> String {
-    Uuid::new_v5(&ID_NAMESPACE, format!("notice|{case_id}|{step}|{due_ms}|{recipient}").as_bytes()).to_string()
+    let h = Uuid::new_v5(&ID_NAMESPACE, format!("notice|{case_id}|{step}|{due_ms}|{recipient}").as_bytes());
+    format!("{:011x}-{}", due_ms.max(0), &h.simple().to_string()[..24])
 }
 
-/// A draft's reference, short enough to read out on the phone.
-pub fn draft_ref(case_id: &str, draft: &str, applicant: &str) -> String {
+/// A draft's reference, short enough to read out on the phone; it starts
+/// with the day the case started, for the same reason as notice ids.
+pub fn draft_ref(case_id: &str, started: NaiveDate, draft: &str, applicant: &str) -> String {
     let h = hex::encode_upper(sha2::Sha256::digest(format!("draft|{case_id}|{draft}|{applicant}").as_bytes()));
-    format!("PR-{}-{}-{}", &h[0..4], &h[4..8], &h[8..12])
+    format!("PR-{}-{}-{}", started.format("%y%m%d"), &h[0..4], &h[4..8])
 }
 
 /// Every code the batch's events name (subjects and code fields), for one prefetch.
@@ -220,7 +225,7 @@ fn start_case(
                     .drafts
                     .get(draft)
                     .ok_or_else(|| fail(format!("draft(): no draft named \"{draft}\" in the definition")))?;
-                let reference = draft_ref(cid, draft, &to);
+                let reference = draft_ref(cid, event_day(e.occurred_at), draft, &to);
                 let expires_at = now_ms + def.expires_after.as_millis() as i64;
                 let fields: serde_json::Map<String, serde_json::Value> = fields
                     .iter()

@@ -112,7 +112,7 @@ impl Db {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut offset = 0;
-            for chunk in statement_chunks(&events, 7) {
+            for chunk in statement_chunks(events, 7) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO events (source, external_id, type, subject, occurred_at, received_at, data) ",
                 );

@@ -196,7 +196,7 @@ impl Db {
     /// Which of `ids` already exist as cases.
     pub async fn existing_cases(&self, ids: &[String]) -> Result<HashSet<String>> {
         let mut out = HashSet::new();
-        for chunk in statement_chunks(&ids, 1) {
+        for chunk in statement_chunks(ids, 1) {
             on_pool!(self, pool => {
                 let mut qb = QueryBuilder::new("SELECT id FROM cases WHERE id IN (");
                 let mut sep = qb.separated(", ");

@@ -11,7 +11,7 @@ impl Db {
     /// The stored profiles of `codes` (absent codes are simply missing).
     pub async fn load_profiles(&self, codes: &[String]) -> Result<Vec<Profile>> {
         let mut out = Vec::with_capacity(codes.len());
-        for chunk in statement_chunks(&codes, 1) {
+        for chunk in statement_chunks(codes, 1) {
             on_pool!(self, pool => {
                 let mut qb = QueryBuilder::new("SELECT doc FROM profiles WHERE subject IN (");
                 let mut sep = qb.separated(", ");
@@ -22,35 +22,6 @@ impl Db {
                 for r in qb.build().fetch_all(pool).await? {
                     let doc: String = r.try_get("doc")?;
                     out.push(serde_json::from_str(&doc)?);
-                }
-            });
-        }
-        Ok(out)
-    }
-
-    /// Children recorded for any of `parents`, as `(parent, child)` pairs.
-    pub async fn children_of(&self, parents: &[String]) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for chunk in statement_chunks(&parents, 2) {
-            on_pool!(self, pool => {
-                let mut qb = QueryBuilder::new("SELECT subject, mother, father FROM profiles WHERE mother IN (");
-                let mut sep = qb.separated(", ");
-                for c in chunk {
-                    sep.push_bind(c.clone());
-                }
-                qb.push(") OR father IN (");
-                let mut sep = qb.separated(", ");
-                for c in chunk {
-                    sep.push_bind(c.clone());
-                }
-                qb.push(")");
-                for r in qb.build().fetch_all(pool).await? {
-                    let child: String = r.try_get("subject")?;
-                    for col in ["mother", "father"] {
-                        if let Some(p) = r.try_get::<Option<String>, _>(col)? {
-                            out.push((p, child.clone()));
-                        }
-                    }
                 }
             });
         }
