@@ -78,21 +78,6 @@ pub fn statement_chunks<T>(items: &[T], cols: usize) -> Vec<&[T]> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn statement_chunks_use_few_distinct_sizes_and_keep_every_item() {
-        let items: Vec<u32> = (0..1877).collect();
-        let chunks = super::statement_chunks(&items, 14);
-        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![512, 512, 512, 256, 64, 16, 4, 1]);
-        let flat: Vec<u32> = chunks.concat();
-        assert_eq!(flat, items);
-        assert!(super::statement_chunks(&items[..0], 3).is_empty());
-        assert!(super::statement_chunks(&items, 20_000).iter().all(|c| c.len() == 1));
-    }
-}
-
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) without migrating.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
@@ -199,5 +184,20 @@ impl Db {
     /// Closes the pool, waiting for connections to return.
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statement_chunks_use_few_distinct_sizes_and_keep_every_item() {
+        let items: Vec<u32> = (0..1877).collect();
+        let chunks = super::statement_chunks(&items, 14);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![512, 512, 512, 256, 64, 16, 4, 1]);
+        let flat: Vec<u32> = chunks.concat();
+        assert_eq!(flat, items);
+        assert!(super::statement_chunks(&items[..0], 3).is_empty());
+        assert!(super::statement_chunks(&items, 20_000).iter().all(|c| c.len() == 1));
     }
 }
