@@ -91,6 +91,12 @@ pub struct ConnectorState {
     pub last_error: Option<String>,
 }
 
+/// Saves a connector's cursor (`$1` source, `$2` cursor, `$3` now) and clears its last error.
+pub(super) const SAVE_CURSOR: &str = "INSERT INTO connector_state (source, cursor, last_poll_at, last_error, updated_at) \
+     VALUES ($1, $2, $3, NULL, $3) ON CONFLICT (source) DO UPDATE \
+     SET cursor = excluded.cursor, last_poll_at = excluded.last_poll_at, \
+     last_error = NULL, updated_at = excluded.updated_at";
+
 fn raw_hash(raw: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(raw.as_bytes()))
@@ -155,12 +161,7 @@ impl Db {
                 counts.quarantined += done.rows_affected() as usize;
             }
             if let Some((source, cursor)) = cursor {
-                sqlx::query(
-                    "INSERT INTO connector_state (source, cursor, last_poll_at, last_error, updated_at) \
-                     VALUES ($1, $2, $3, NULL, $3) ON CONFLICT (source) DO UPDATE \
-                     SET cursor = excluded.cursor, last_poll_at = excluded.last_poll_at, \
-                     last_error = NULL, updated_at = excluded.updated_at",
-                )
+                sqlx::query(SAVE_CURSOR)
                 .bind(source)
                 .bind(cursor)
                 .bind(now_ms)

@@ -255,12 +255,7 @@ impl Db {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO connector_state (source, cursor, last_poll_at, last_error, updated_at) \
-                 VALUES ($1, $2, $3, NULL, $3) ON CONFLICT (source) DO UPDATE \
-                 SET cursor = excluded.cursor, last_poll_at = excluded.last_poll_at, \
-                 last_error = NULL, updated_at = excluded.updated_at",
-            )
+            sqlx::query(super::events::SAVE_CURSOR)
             .bind(source)
             .bind(label)
             .bind(now_ms)
