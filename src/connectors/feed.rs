@@ -50,9 +50,8 @@ pub struct FeedPoller {
 impl FeedPoller {
     /// A poller for `def`; fails if its token variable is named but unset.
     pub fn new(def: SourceDef) -> Result<FeedPoller> {
-        // reqwest is built without a TLS provider of its own; share lettre's ring one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let token = def.token_env.as_deref().map(crate::config::secret).transpose()?;
+        super::use_ring_tls();
+        let token = def.token()?;
         let http = reqwest::Client::builder().timeout(def.timeout()).build()?;
         Ok(FeedPoller { def, http, token })
     }

@@ -130,6 +130,16 @@ impl SourceDef {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }
+
+    /// The bearer token `token_env` names, read now; a named but unset variable is an error.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        self.token_env.as_deref().map(crate::config::secret).transpose()
+    }
+}
+
+/// reqwest is built without a TLS provider of its own; it shares lettre's ring one.
+pub(crate) fn use_ring_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Reads every `*.toml` in `dir`; returns all errors, each naming its file.

@@ -248,9 +248,8 @@ pub struct SnapshotPoller {
 impl SnapshotPoller {
     /// A poller for `def`; fails if its token variable is named but unset.
     pub fn new(def: SourceDef) -> Result<SnapshotPoller> {
-        // reqwest is built without a TLS provider of its own; share lettre's ring one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let token = def.token_env.as_deref().map(crate::config::secret).transpose()?;
+        super::use_ring_tls();
+        let token = def.token()?;
         // A whole-request timeout would cut a large download; a read that stalls this long fails instead.
         let http = reqwest::Client::builder().connect_timeout(def.timeout()).read_timeout(def.timeout()).build()?;
         let settings = SnapshotSettings::from_def(&def);
