@@ -38,6 +38,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::peak_rss_mb;
+
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Riga;
@@ -655,15 +659,4 @@ fn values(row: &SqliteRow, cols: &[(&str, Ty)]) -> Result<Vec<Val>> {
             })
         })
         .collect()
-}
-
-/// The process's peak resident set size (`VmHWM`), in MB.
-fn peak_rss_mb() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(kb / 1024.0)
 }

@@ -31,6 +31,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+mod common;
+
+use common::{peak_rss_mb, reset_peak};
+
 use anyhow::{Context, Result, bail, ensure};
 use proactive::clock::Clock;
 use proactive::connectors::snapshot::register::HEADER;
@@ -409,20 +413,4 @@ fn generate(n: usize, day1: &Path, day2: &Path) -> Result<Plan> {
     }
     plan.malformed = 5;
     Ok(plan)
-}
-
-/// Resets the process's peak RSS to its current RSS (Linux ≥ 4.0); false if it could not.
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// The process's peak resident set size (`VmHWM`), in MB.
-fn peak_rss_mb() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(kb / 1024.0)
 }

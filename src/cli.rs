@@ -37,6 +37,12 @@ pub enum Command {
         /// Address to listen on (default: http.listen of the configuration).
         #[arg(long)]
         listen: Option<String>,
+        /// Run on a virtual clock from this time (RFC 3339), e.g. to rehearse months in minutes.
+        #[arg(long)]
+        clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Virtual seconds per real second with --clock-start (86400: a day a second).
+        #[arg(long)]
+        clock_speed: Option<f64>,
     },
     /// Creates or updates the database schema.
     Migrate,
@@ -48,11 +54,53 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Life-situation rules: check that they load, run their tests.
+    Rules {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Cases: what a life situation is doing for a subject.
+    Cases {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: CasesCommand,
+    },
     /// The outbox of notices.
     Outbox {
         /// Subcommand.
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+}
+
+/// `proactive rules …`
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Compiles every rule and validates every definition; errors name file, line and column.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Runs the YAML test cases beside the rules (`rules/**/*.test.yaml`).
+    Test {
+        /// A test file or folder (default: the rules folder).
+        path: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// `proactive cases …`
+#[derive(Subcommand, Debug)]
+pub enum CasesCommand {
+    /// Shows a subject's cases: their steps, when each is due, what happened and why.
+    Show {
+        /// Personal code or registration number.
+        #[arg(long)]
+        subject: String,
     },
 }
 
@@ -187,7 +235,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         crate::demo::run(dir, &std::env::current_dir()?).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let cfg = Config::load(cli.config.as_deref())?;
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Command::Serve { clock_start, clock_speed, .. } = &cli.command {
+        if clock_start.is_some() {
+            cfg.clock.start = *clock_start;
+        }
+        if clock_speed.is_some() {
+            cfg.clock.speed = *clock_speed;
+        }
+        if cfg.clock.speed.is_some() && cfg.clock.start.is_none() {
+            anyhow::bail!("--clock-speed (clock.speed) needs --clock-start (clock.start)");
+        }
+    }
     let clock = cfg.clock();
     match cli.command {
         Command::Demo { .. } => unreachable!("handled above"),
@@ -195,18 +254,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
             println!("schema of the {} database is up to date", db.kind());
         }
-        Command::Serve { listen } => {
+        Command::Serve { listen, .. } => {
             let listen = listen.unwrap_or_else(|| cfg.http.listen.clone());
             let app = App::open(cfg, clock).await?;
             crate::serve::serve(app, &listen).await?;
         }
         Command::Process => {
             let app = App::open(cfg, clock).await?;
-            let e = app.engine().run_until_idle().await?;
+            let e = app.engine().run_all_due(&|| false).await?;
             let d = app.delivery().run_until_idle().await?;
             println!(
-                "engine: {} events, {} cases, {} notices, {} drafts, {} rule errors",
-                e.events, e.cases, e.notices, e.drafts, e.errors
+                "engine: {} events, {} cases, {} timers fired, {} notices, {} drafts, {} rule errors",
+                e.events, e.cases, e.timers, e.notices, e.drafts, e.errors
             );
             println!("delivery: {} sent, {} suppressed, {} to retry, {} dead", d.sent, d.suppressed, d.retried, d.dead);
         }
@@ -279,6 +338,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Rules { command } => return crate::engine::commands::rules(&cfg, command).await,
+        Command::Cases { command: CasesCommand::Show { subject } } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            crate::engine::commands::show_cases(&db, &subject).await?;
         }
         Command::Outbox { command: OutboxCommand::List { state, limit, format } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;

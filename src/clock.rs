@@ -64,6 +64,17 @@ impl Clock {
         }
     }
 
+    /// How long to sleep in real time until `virtual_wait` has passed on this
+    /// clock (a standing clock never gets there: an hour, to look again).
+    pub fn real_wait(&self, virtual_wait: chrono::Duration) -> std::time::Duration {
+        let v = virtual_wait.to_std().unwrap_or_default();
+        match &*self.0 {
+            Inner::System => v,
+            Inner::Virtual { speed, .. } if *speed > 0.0 => v.div_f64(*speed),
+            Inner::Virtual { .. } => std::time::Duration::from_secs(3600),
+        }
+    }
+
     /// Moves a virtual clock forward by `by`.
     pub fn advance(&self, by: chrono::Duration) {
         self.set(self.now() + by);
@@ -88,6 +99,13 @@ mod tests {
         assert_eq!(c.now(), t0 + chrono::Duration::days(30));
         c.set(t0);
         assert_eq!(c.now(), t0 + chrono::Duration::days(30), "a clock never goes back");
+    }
+
+    #[test]
+    fn waits_on_a_fast_clock_are_short_in_real_time() {
+        let c = Clock::virtual_from(Utc::now(), 86_400.0);
+        assert_eq!(c.real_wait(chrono::Duration::days(2)), std::time::Duration::from_secs(2));
+        assert_eq!(Clock::system().real_wait(chrono::Duration::seconds(5)), std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub const SAMPLE: &str = "examples/demo-events.jsonl";
 /// The demo's "now": shortly after the sample's births, so they are within their max_age.
 pub const DEMO_START: &str = "2026-11-23T09:00:00+02:00";
 
+/// How far the demo runs its virtual clock after the sample, to show the chains' later steps.
+const DEMO_DAYS: i64 = 90;
+
 /// Runs the demo in `dir` (emptied first), with definitions from `root`.
 pub async fn run(dir: &Path, root: &Path) -> Result<()> {
     for needed in ["life-events", "rules", SAMPLE] {
@@ -38,7 +41,7 @@ pub async fn run(dir: &Path, root: &Path) -> Result<()> {
     let purposes = app.purposes();
     let sample = root.join(SAMPLE);
     let counts = crate::events::import_jsonl(&app.db, &sample, &*purposes, &app.clock, &mut |_| {}).await?;
-    let engine = app.engine().run_until_idle().await?;
+    let engine = app.engine().run_all_due(&|| false).await?;
     let delivery = app.delivery().run_until_idle().await?;
 
     println!("proactive demo — the clock stands at {DEMO_START}\n");
@@ -92,11 +95,48 @@ pub async fn run(dir: &Path, root: &Path) -> Result<()> {
     for ((ls, outcome), (n, example)) in groups {
         println!("{ls}: {n} event(s) {outcome}, e.g. {example}");
     }
+    // The chains go on: the same clock, moved a day at a time through the
+    // next three months, fires each waiting step and delivers what it makes.
+    let start = app.clock.now();
+    let mut later = crate::engine::BatchReport::default();
+    for day in 1..=DEMO_DAYS {
+        app.clock.set(start + chrono::Duration::days(day));
+        later += app.engine().run_all_due(&|| false).await?;
+        app.delivery().run_until_idle().await?;
+    }
+    let sent_now: std::collections::HashSet<String> = notices.iter().map(|n| n.notice_id.clone()).collect();
+    let all = app.db.list_notices(None, 10_000).await?;
+    let due: std::collections::HashMap<String, (i64, String, String)> = app
+        .db
+        .notices_of(None)
+        .await?
+        .into_iter()
+        .map(|n| (n.id, (n.available_at, n.life_situation, n.step)))
+        .collect();
+    println!(
+        "\nthe next {DEMO_DAYS} days on the virtual clock: {} waiting steps ran, {} more notices",
+        later.steps, later.notices
+    );
+    println!("{:<10} {:<18} {:<38} {:<9} STATE", "DAY", "RECIPIENT", "LIFE SITUATION / STEP", "CHANNEL");
+    let mut rows: Vec<_> = all.iter().filter(|n| !sent_now.contains(&n.notice_id)).collect();
+    rows.sort_by_key(|n| due.get(&n.notice_id).map(|d| d.0));
+    for n in rows {
+        let (at, ls, step) = due.get(&n.notice_id).cloned().unwrap_or_default();
+        println!(
+            "{:<10} {:<18} {:<38} {:<9} {}",
+            crate::engine::event_day(at),
+            names.get(&n.recipient).map(String::as_str).unwrap_or("?"),
+            format!("{ls} / {step}"),
+            n.channel.as_deref().unwrap_or("-"),
+            n.state
+        );
+    }
     let cfg_arg = config_path.strip_prefix(std::env::current_dir()?).unwrap_or(&config_path).display().to_string();
     println!("\nmessages are in {}/messages (email as .eml, e-address and SMS as JSON)", dir.display());
     println!("look further:");
     println!("  proactive --config {cfg_arg} outbox list");
     println!("  proactive --config {cfg_arg} events quarantine list");
+    println!("  proactive --config {cfg_arg} cases show --subject 150394-11002");
     println!("  proactive --config {cfg_arg} events import MORE.jsonl && proactive --config {cfg_arg} process");
     app.db.close().await;
     Ok(())

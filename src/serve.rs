@@ -33,16 +33,39 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
         }
     }
 
-    let engine = app.engine();
+    // One live rule set for every stage: a reload (SIGHUP) swaps it whole,
+    // after it has been compiled and checked; a broken set never replaces it.
+    let live = crate::engine::LiveRules::from(app.rules.clone());
+    let engine = crate::engine::Engine::new(app.db.clone(), live.clone(), app.clock.clone(), app.cfg.engine.batch_size);
     let idle = Duration::from_millis(app.cfg.engine.poll_interval_ms);
     let stop = stop_rx.clone();
     tasks.spawn(async move {
         let halt = stop.clone();
         let halt = move || *halt.borrow();
-        stage_loop("engine", stop, idle, || async { engine.run_until_idle_or(&halt).await.map(|_| false) }).await
+        stage_loop("engine", stop, idle, || async { engine.run_all_due(&halt).await.map(|_| false) }).await
     });
+    #[cfg(unix)]
+    {
+        let (cfg, live, mut stop) = (app.cfg.clone(), live.clone(), stop_rx.clone());
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => reload(&cfg, &live),
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
 
-    let delivery = app.delivery();
+    let delivery = crate::delivery::Delivery::new(
+        app.db.clone(),
+        live.clone(),
+        app.channels.clone(),
+        app.clock.clone(),
+        app.cfg.delivery.clone(),
+        app.cfg.links.drafts.clone(),
+    );
     let idle = Duration::from_millis(app.cfg.delivery.poll_interval_ms);
     let stop = stop_rx.clone();
     tasks.spawn(async move {
@@ -70,6 +93,19 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     app.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Loads `life-events/` and `rules/` again and puts them in force if they
+/// check; otherwise logs every error and keeps the running set.
+pub fn reload(cfg: &crate::config::Config, live: &crate::engine::LiveRules) {
+    match crate::app::load_rules(cfg) {
+        Ok(rules) => {
+            let n = rules.situations.len();
+            live.set(std::sync::Arc::new(rules));
+            tracing::info!(life_situations = n, "rule set reloaded");
+        }
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "rule set NOT reloaded; the running set stays"),
+    }
 }
 
 /// Runs `step` until told to stop; sleeps `idle` when it found no work and

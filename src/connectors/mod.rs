@@ -221,8 +221,10 @@ pub(crate) async fn run_on_schedule<F, Fut>(
                 failures = 0;
                 let now = clock.now().with_timezone(&Riga);
                 let next = schedule.after(&now).next().map(|t| t.with_timezone(&Utc));
+                // The schedule follows the engine's clock; on a fast virtual
+                // clock, at most one poll a real second.
                 wait = next
-                    .map(|t| (t - clock.now()).to_std().unwrap_or_default())
+                    .map(|t| clock.real_wait(t - clock.now()))
                     .unwrap_or(Duration::from_secs(3600))
                     .max(Duration::from_secs(1));
             }

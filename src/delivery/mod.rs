@@ -18,7 +18,7 @@ pub use channels::{Channels, Outgoing, SendOutcome};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::consent::{Route, route};
-use crate::engine::RuleSet;
+use crate::engine::LiveRules;
 use crate::mask::mask_code;
 use crate::store::{ClaimedNotice, Db, NoticeState};
 
@@ -26,7 +26,7 @@ use crate::store::{ClaimedNotice, Db, NoticeState};
 #[derive(Clone)]
 pub struct Delivery {
     db: Db,
-    rules: Arc<RuleSet>,
+    rules: LiveRules,
     channels: Arc<Channels>,
     clock: Clock,
     cfg: DeliveryConfig,
@@ -62,18 +62,13 @@ impl Delivery {
     /// A delivery stage over `db`, sending through `channels`; draft links start with `draft_link`.
     pub fn new(
         db: Db,
-        rules: Arc<RuleSet>,
+        rules: impl Into<LiveRules>,
         channels: Arc<Channels>,
         clock: Clock,
         cfg: DeliveryConfig,
         draft_link: String,
     ) -> Self {
-        Delivery { db, rules, channels, clock, cfg, draft_link }
-    }
-
-    /// Replaces the rule set (templates) after a successful reload.
-    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
-        self.rules = rules;
+        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link }
     }
 
     /// Claims one batch of due notices and sends them.
@@ -121,7 +116,8 @@ impl Delivery {
 
     async fn deliver(&self, n: &ClaimedNotice) -> Result<NoticeState> {
         let now = self.clock.now_ms();
-        let Some(ls) = self.rules.get(&n.life_situation, n.version) else {
+        let rules = self.rules.get();
+        let Some(ls) = rules.get(&n.life_situation, n.version) else {
             let err = format!("life situation {} version {} is no longer loaded", n.life_situation, n.version);
             self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now).await?;
             return Ok(NoticeState::Dead);
@@ -165,7 +161,7 @@ impl Delivery {
                 );
             }
         }
-        let rendered = match self.rules.templates.render(ls, &n.template, &lang, &ctx) {
+        let rendered = match rules.templates.render(ls, &n.template, &lang, &ctx) {
             Ok(r) => r,
             Err(e) => {
                 self.db

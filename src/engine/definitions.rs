@@ -78,9 +78,13 @@ pub struct Trigger {
     /// The trigger fact that keys the case: `{subject}`, `{type}` and `{data.FIELD}` are replaced.
     #[serde(default = "default_fact")]
     pub fact: String,
-    /// An older event updates profiles but starts no case (e.g. `30d`).
+    /// An older event starts none of the steps that count from it (start and
+    /// `after` steps); steps that count from the anchor have their own grace.
     #[serde(default = "default_max_age", with = "humantime_serde_str")]
     pub max_age: Duration,
+    /// The date `at` steps count from: `data.FIELD` of the trigger event.
+    #[serde(default)]
+    pub anchor: Option<String>,
 }
 
 fn default_fact() -> String {
@@ -104,6 +108,44 @@ pub struct Step {
     /// Whether its notices have legal effect (official e-address first).
     #[serde(default)]
     pub legal_effect: bool,
+    /// Runs this long after the trigger event.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub after: Option<Duration>,
+    /// Runs on the anchor date plus this offset (`-90d`, `+{age}y -3m`).
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Time of day (Riga) an `at` step is due; 09:00 by default.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// How far past due an `at` step may be when the case starts and still run.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub grace: Option<Duration>,
+    /// Runs each time an event of these types concerning the open case arrives.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Dropped if an event of these types concerning the case arrives before it runs.
+    #[serde(default)]
+    pub unless: Vec<String>,
+}
+
+impl Step {
+    /// Whether the step waits for a time (rather than running at the start or on an event).
+    pub fn is_timed(&self) -> bool {
+        self.after.is_some() || self.at.is_some()
+    }
+}
+
+/// Events that end a case before its steps are done.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// Event types that end it.
+    pub events: Vec<String>,
+    /// Data fields that must equal the trigger event's (e.g. `document`).
+    #[serde(default)]
+    pub same: Vec<String>,
+    /// Why, in plain words, recorded with every cancelled step and notice.
+    pub reason: String,
 }
 
 /// One template in one language.
@@ -148,8 +190,10 @@ pub struct LifeSituation {
     /// Draft, shadow, active or retired.
     pub status: Status,
     /// First day in force.
+    #[serde(deserialize_with = "toml_date::required")]
     pub valid_from: NaiveDate,
     /// First day no longer in force.
+    #[serde(default, deserialize_with = "toml_date::optional")]
     pub valid_to: Option<NaiveDate>,
     /// Name per language.
     pub name: BTreeMap<String, String>,
@@ -169,6 +213,9 @@ pub struct LifeSituation {
     pub trigger: Trigger,
     /// The chain of steps.
     pub steps: Vec<Step>,
+    /// Events that end a case early.
+    #[serde(default)]
+    pub cancel: Vec<Cancel>,
     /// Parameters rules read as `params` (amounts, ages, deadlines).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
@@ -242,6 +289,48 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// Dates written either as TOML dates (`2027-01-01`) or as strings.
+mod toml_date {
+    use chrono::NaiveDate;
+    use serde::{Deserialize, Deserializer};
+
+    fn parse<E: serde::de::Error>(v: toml::Value) -> Result<NaiveDate, E> {
+        let text = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Datetime(d) if d.date.is_some() && d.time.is_none() => d.to_string(),
+            other => return Err(E::custom(format!("expected a date YYYY-MM-DD, got {other}"))),
+        };
+        NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map_err(|_| E::custom(format!("{text:?} is not a real date YYYY-MM-DD")))
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        parse(toml::Value::deserialize(d)?)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        Option::<toml::Value>::deserialize(d)?.map(parse).transpose()
+    }
+}
+
+/// Optional durations, as [`humantime_serde_str`].
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::humantime_serde_str::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_str::deserialize(d).map(Some)
+    }
 }
 
 /// Durations written as `30d`, `12h`, `90 days` in definitions.

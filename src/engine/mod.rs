@@ -3,30 +3,34 @@
 //! commits cases, notices and drafts with the events' processed mark in one
 //! transaction.
 
+pub mod cases;
+pub mod commands;
 pub mod definitions;
 pub mod profile;
+pub mod rule_tests;
 pub mod rules;
 pub mod ruleset;
+pub mod schedule;
 
 mod evaluate;
 
-pub use evaluate::{EvalContext, evaluate_batch};
-pub use ruleset::RuleSet;
+pub use evaluate::{BatchInput, EvalContext, case_id, evaluate_batch, evaluate_timers, event_day, notice_id};
+pub use ruleset::{LiveRules, RuleSet};
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use anyhow::Result;
 use tracing::{Instrument, info_span};
 
 use crate::clock::Clock;
 use crate::store::Db;
+use cases::Case;
 
 /// The engine stage: one loop over the event log.
 #[derive(Clone)]
 pub struct Engine {
     db: Db,
-    rules: Arc<RuleSet>,
+    rules: LiveRules,
     clock: Clock,
     batch_size: usize,
 }
@@ -44,6 +48,10 @@ pub struct BatchReport {
     pub drafts: usize,
     /// Rule errors recorded.
     pub errors: usize,
+    /// Cases whose timers fired.
+    pub timers: usize,
+    /// Timed steps that ran.
+    pub steps: usize,
 }
 
 impl std::ops::AddAssign for BatchReport {
@@ -53,18 +61,15 @@ impl std::ops::AddAssign for BatchReport {
         self.notices += o.notices;
         self.drafts += o.drafts;
         self.errors += o.errors;
+        self.timers += o.timers;
+        self.steps += o.steps;
     }
 }
 
 impl Engine {
     /// An engine over `db` running `rules`, `batch_size` events a transaction.
-    pub fn new(db: Db, rules: Arc<RuleSet>, clock: Clock, batch_size: usize) -> Self {
-        Engine { db, rules, clock, batch_size: batch_size.max(1) }
-    }
-
-    /// Replaces the rule set (after a successful reload).
-    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
-        self.rules = rules;
+    pub fn new(db: Db, rules: impl Into<LiveRules>, clock: Clock, batch_size: usize) -> Self {
+        Engine { db, rules: rules.into(), clock, batch_size: batch_size.max(1) }
     }
 
     /// Reads and evaluates the next batch after `after_seq` without writing
@@ -77,8 +82,90 @@ impl Engine {
         };
         let last_seq = last.seq;
         let now = self.clock.now();
-        let codes = evaluate::codes_named(&events);
-        let mut profiles = self.db.load_profiles(&codes).await?;
+        let rules = self.rules.get();
+
+        let annul_keys: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e.event_type == "change.annulled")
+            .filter_map(|e| e.data.get("annuls").and_then(|v| v.as_str()).map(|a| (e.source.clone(), a.to_string())))
+            .collect();
+        let annulled = if annul_keys.is_empty() { Vec::new() } else { self.db.events_by_external(&annul_keys).await? };
+
+        let mut input = BatchInput::default();
+        let named: Vec<&crate::events::EventRow> = events.iter().chain(&annulled).collect();
+        input.profiles = self.profiles_with_relatives(evaluate::codes_named(named.iter().copied()), carry).await?;
+
+        let mut case_ids = evaluate::candidate_cases(&rules, now.timestamp_millis(), named.iter().copied());
+        let listened: Vec<&crate::events::EventRow> =
+            events.iter().filter(|e| rules.is_listened(&e.event_type)).collect();
+        let mut cases = Vec::new();
+        if !listened.is_empty() {
+            let subjects: Vec<String> = listened.iter().map(|e| e.subject.clone()).collect();
+            cases.extend(self.db.open_cases_of(&subjects).await?);
+            cases.extend(
+                carry.cases.values().filter(|c| c.state == cases::OPEN && subjects.contains(&c.subject)).cloned(),
+            );
+            let refs: Vec<String> = listened
+                .iter()
+                .filter_map(|e| e.data.get("draft_ref").and_then(|v| v.as_str()).map(String::from))
+                .collect();
+            let applicants: Vec<String> =
+                listened.iter().filter(|e| e.data.get("service_id").is_some()).map(|e| e.subject.clone()).collect();
+            if !refs.is_empty() || !applicants.is_empty() {
+                let mut drafts = self.db.drafts_linked(&refs, &applicants).await?;
+                drafts.extend(
+                    carry
+                        .drafts
+                        .iter()
+                        .filter(|d| refs.contains(&d.reference) || applicants.contains(&d.applicant))
+                        .cloned(),
+                );
+                case_ids.extend(drafts.iter().map(|d| d.case_id.clone()));
+                input.drafts = drafts;
+            }
+        }
+        cases.extend(self.load_cases_carried(&case_ids, carry).await?);
+        // The carried (newer) copy of a case wins over the store's.
+        let mut by_id: std::collections::HashMap<String, Case> = std::collections::HashMap::new();
+        for c in cases {
+            let c = carry.cases.get(&c.id).cloned().unwrap_or(c);
+            by_id.insert(c.id.clone(), c);
+        }
+        let seqs: Vec<i64> = by_id.values().map(|c| c.trigger_seq).collect();
+        input.triggers = self.db.events_by_seq(&seqs).await?;
+        input.cases = by_id.into_values().collect();
+        input.annulled = annulled;
+        input.events = events;
+        let ctx = EvalContext { rules, now };
+        let (write, report) = tokio::task::spawn_blocking(move || evaluate_batch(&ctx, input)).await?;
+        Ok(Some(Prepared { write, report, last_seq, now_ms: now.timestamp_millis() }))
+    }
+
+    /// Cases by id, the carried copy where the batch in flight has one.
+    async fn load_cases_carried(&self, ids: &[String], carry: &Carry) -> Result<Vec<Case>> {
+        let mut out = self.db.load_cases(ids).await?;
+        let loaded: HashSet<String> = out.iter().map(|c| c.id.clone()).collect();
+        out.extend(ids.iter().filter(|i| !loaded.contains(*i)).filter_map(|i| carry.cases.get(i).cloned()));
+        Ok(out)
+    }
+
+    /// Profiles of `codes` and of the relatives their profiles name (family,
+    /// officers), so rules can look one step further without a query.
+    async fn profiles_with_relatives(&self, codes: Vec<String>, carry: &Carry) -> Result<Vec<profile::Profile>> {
+        let mut profiles = self.load_profiles_carried(&codes, carry).await?;
+        let have: HashSet<String> = codes.into_iter().collect();
+        let mut more: Vec<String> =
+            profiles.iter().flat_map(|p| p.relatives()).filter(|c| !have.contains(*c)).cloned().collect();
+        more.sort();
+        more.dedup();
+        if !more.is_empty() {
+            profiles.extend(self.load_profiles_carried(&more, carry).await?);
+        }
+        Ok(profiles)
+    }
+
+    async fn load_profiles_carried(&self, codes: &[String], carry: &Carry) -> Result<Vec<profile::Profile>> {
+        let mut profiles = self.db.load_profiles(codes).await?;
         for p in profiles.iter_mut() {
             if let Some(newer) = carry.profiles.get(&p.subject) {
                 *p = newer.clone();
@@ -86,13 +173,44 @@ impl Engine {
         }
         let loaded: HashSet<String> = profiles.iter().map(|p| p.subject.clone()).collect();
         profiles.extend(codes.iter().filter(|c| !loaded.contains(*c)).filter_map(|c| carry.profiles.get(c).cloned()));
-        let candidates = evaluate::candidate_cases(&self.rules, &events);
-        let mut existing: HashSet<String> = self.db.existing_cases(&candidates).await?;
-        existing.extend(candidates.into_iter().filter(|c| carry.cases.contains(c)));
-        let ctx = EvalContext { rules: self.rules.clone(), now };
-        let (write, report) =
-            tokio::task::spawn_blocking(move || evaluate_batch(&ctx, events, profiles, existing)).await?;
-        Ok(Some(Prepared { write, report, last_seq, now_ms: now.timestamp_millis() }))
+        Ok(profiles)
+    }
+
+    /// Fires one batch of due timers: the steps of cases whose due time has
+    /// come, in due order, committed with the cases' new plans in one
+    /// transaction. Returns what it did (no timers when none is due).
+    pub async fn run_due_timers(&self) -> Result<BatchReport> {
+        let now = self.clock.now();
+        let cases = self.db.due_cases(now.timestamp_millis(), self.batch_size as i64).await?;
+        if cases.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let seqs: Vec<i64> = cases.iter().map(|c| c.trigger_seq).collect();
+        let triggers = self.db.events_by_seq(&seqs).await?;
+        let mut codes = evaluate::codes_named(&triggers);
+        codes.extend(cases.iter().map(|c| c.subject.clone()));
+        codes.sort();
+        codes.dedup();
+        let profiles = self.profiles_with_relatives(codes, &Carry::default()).await?;
+        let input = BatchInput { profiles, cases, triggers, ..BatchInput::default() };
+        let ctx = EvalContext { rules: self.rules.get(), now };
+        let (write, report) = tokio::task::spawn_blocking(move || evaluate_timers(&ctx, input)).await?;
+        self.db.commit_batch(&write, now.timestamp_millis()).await?;
+        tracing::info!(cases = report.timers, notices = report.notices, errors = report.errors, "timers fired");
+        Ok(report)
+    }
+
+    /// Processes pending events, then due timers, until neither is left.
+    pub async fn run_all_due(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<BatchReport> {
+        let mut total = self.run_until_idle_or(stop).await?;
+        while !stop() {
+            let r = self.run_due_timers().await?;
+            if r.timers == 0 {
+                break;
+            }
+            total += r;
+        }
+        Ok(total)
     }
 
     /// Processes one batch of pending events; returns what it did (zero events when idle).
@@ -130,7 +248,18 @@ impl Engine {
             after = p.last_seq;
             carry = Carry {
                 profiles: p.write.profiles.iter().map(|x| (x.subject.clone(), x.clone())).collect(),
-                cases: p.write.cases.iter().map(|c| c.id.clone()).collect(),
+                cases: p.write.cases.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+                drafts: p
+                    .write
+                    .drafts
+                    .iter()
+                    .map(|d| crate::store::DraftLink {
+                        reference: d.reference.clone(),
+                        case_id: d.case_id.clone(),
+                        service_id: d.service_id.clone(),
+                        applicant: d.applicant.clone(),
+                    })
+                    .collect(),
             };
             let db = self.db.clone();
             let span = info_span!("engine.batch", events = p.report.events, last_seq = p.last_seq);
@@ -150,7 +279,8 @@ impl Engine {
 #[derive(Default)]
 struct Carry {
     profiles: std::collections::HashMap<String, profile::Profile>,
-    cases: HashSet<String>,
+    cases: std::collections::HashMap<String, Case>,
+    drafts: Vec<crate::store::DraftLink>,
 }
 
 /// A batch evaluated and ready to commit.

@@ -82,12 +82,49 @@ pub struct Profile {
     pub language: Option<String>,
     /// Whether the official e-address account is active.
     pub eaddress_active: bool,
+    /// Children's codes, from birth records naming this person as a parent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
+    /// Spouse's code while married.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spouse: Option<String>,
+    /// Guardians' codes (the subject is their ward).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardians: Vec<String>,
+    /// Identity documents in force, one per kind (the latest issued).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<Document>,
+    /// Company officers (companies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub officers: Vec<Officer>,
     /// Company name (companies).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Legal form (companies).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legal_form: Option<String>,
+}
+
+/// An identity document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// `passport` or `eid`.
+    pub document: String,
+    /// Its number.
+    pub number: String,
+    /// Day issued.
+    pub issued: Option<NaiveDate>,
+    /// Day it expires.
+    pub expires: Option<NaiveDate>,
+}
+
+/// A company officer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Officer {
+    /// The officer's personal code.
+    pub officer: String,
+    /// Their role (board member, liquidator, …).
+    pub role: String,
 }
 
 impl Profile {
@@ -146,6 +183,44 @@ impl Profile {
                 self.address = s("address").or(self.address.take());
             }
             "death.registered" => self.death_date = date("death_date"),
+            "marriage.registered" => self.spouse = s("spouse"),
+            "divorce.registered" => self.spouse = None,
+            "guardianship.established" => {
+                if let Some(g) = s("guardian")
+                    && !self.guardians.contains(&g)
+                {
+                    self.guardians.push(g);
+                }
+            }
+            "guardianship.ended" => {
+                let g = s("guardian");
+                self.guardians.retain(|x| Some(x) != g.as_ref());
+            }
+            "document.issued" => {
+                let kind = s("document").unwrap_or_default();
+                self.documents.retain(|x| x.document != kind);
+                self.documents.push(Document {
+                    document: kind,
+                    number: s("number").unwrap_or_default(),
+                    issued: date("issued"),
+                    expires: date("expires"),
+                });
+            }
+            "document.invalidated" => {
+                let number = s("number");
+                self.documents.retain(|x| Some(&x.number) != number.as_ref());
+            }
+            "company.officer_appointed" => {
+                let officer =
+                    Officer { officer: s("officer").unwrap_or_default(), role: s("role").unwrap_or_default() };
+                if !self.officers.contains(&officer) {
+                    self.officers.push(officer);
+                }
+            }
+            "company.officer_removed" => {
+                let (o, r) = (s("officer"), s("role"));
+                self.officers.retain(|x| Some(&x.officer) != o.as_ref() || Some(&x.role) != r.as_ref());
+            }
             "address.declared" => {
                 self.address = s("address");
                 self.municipality = s("municipality");
@@ -167,6 +242,83 @@ impl Profile {
             _ => {}
         }
         *self != before
+    }
+
+    /// What an event says about *another* subject named in it: a birth
+    /// makes the child a parent's child, a marriage the subject a spouse's
+    /// spouse. Returns whether anything changed.
+    pub fn apply_as_relative(&mut self, event: &EventRow) -> bool {
+        let named = |k: &str| event.data.get(k).and_then(|v| v.as_str()) == Some(self.subject.as_str());
+        match event.event_type.as_str() {
+            "birth.registered" if named("mother") || named("father") => {
+                if self.children.contains(&event.subject) {
+                    return false;
+                }
+                self.children.push(event.subject.clone());
+                true
+            }
+            "marriage.registered" if named("spouse") => {
+                let changed = self.spouse.as_deref() != Some(event.subject.as_str());
+                self.spouse = Some(event.subject.clone());
+                changed
+            }
+            "divorce.registered" if named("spouse") && self.spouse.as_deref() == Some(event.subject.as_str()) => {
+                self.spouse = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Undoes what an annulled event set, where that can be told from the
+    /// event alone; returns whether anything changed. An address or contact
+    /// change cannot be undone this way (the previous value is not in the
+    /// event) and stays until the registry sends the right one.
+    pub fn unapply(&mut self, annulled: &EventRow) -> bool {
+        let d = &annulled.data;
+        let s = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let before = self.clone();
+        if annulled.subject == self.subject {
+            match annulled.event_type.as_str() {
+                "death.registered" => self.death_date = None,
+                "marriage.registered" => self.spouse = None,
+                "document.issued" => {
+                    let n = s("number");
+                    self.documents.retain(|x| Some(&x.number) != n.as_ref());
+                }
+                "guardianship.established" => {
+                    let g = s("guardian");
+                    self.guardians.retain(|x| Some(x) != g.as_ref());
+                }
+                "eaddress.activated" => self.eaddress_active = false,
+                "company.officer_appointed" => {
+                    let o = s("officer");
+                    self.officers.retain(|x| Some(&x.officer) != o.as_ref());
+                }
+                _ => {}
+            }
+        } else {
+            match annulled.event_type.as_str() {
+                "birth.registered" => self.children.retain(|c| c != &annulled.subject),
+                "marriage.registered" if self.spouse.as_deref() == Some(annulled.subject.as_str()) => {
+                    self.spouse = None
+                }
+                _ => {}
+            }
+        }
+        *self != before
+    }
+
+    /// Codes of everyone this profile links to, prefetched so that rules can
+    /// look at a subject's family or officers without waiting on the store.
+    pub fn relatives(&self) -> impl Iterator<Item = &String> {
+        self.mother
+            .iter()
+            .chain(self.father.iter())
+            .chain(self.spouse.iter())
+            .chain(self.children.iter())
+            .chain(self.guardians.iter())
+            .chain(self.officers.iter().map(|o| &o.officer))
     }
 }
 

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rhai::{AST, Array, Dynamic, Engine, Map, Scope};
@@ -25,8 +26,21 @@ const MAX_MAP: usize = 10_000;
 pub struct Lookup {
     /// Profiles by canonical code.
     pub profiles: HashMap<String, Profile>,
-    /// The day "age" and "today" refer to (the event's day).
+    /// The day "age" and "today" refer to (the event's day, or the day a timed step runs).
     pub today: Cell<NaiveDate>,
+    /// Reference data by municipality name (`life-events/data/municipalities.toml`).
+    pub municipalities: Arc<HashMap<String, Dynamic>>,
+}
+
+impl Lookup {
+    /// A lookup over `profiles` on `today`.
+    pub fn new(
+        profiles: HashMap<String, Profile>,
+        today: NaiveDate,
+        municipalities: Arc<HashMap<String, Dynamic>>,
+    ) -> Self {
+        Lookup { profiles, today: Cell::new(today), municipalities }
+    }
 }
 
 scoped_tls::scoped_thread_local!(static LOOKUP: Lookup);
@@ -53,6 +67,18 @@ pub enum Decision {
         draft: String,
         /// Field → `{value, source}`.
         fields: serde_json::Map<String, serde_json::Value>,
+    },
+    /// End the case now; its later steps are dropped.
+    Close {
+        /// Why, recorded with the case.
+        reason: String,
+    },
+    /// Drop one later step of the case.
+    Skip {
+        /// The step's id.
+        step: String,
+        /// Why, recorded with the step.
+        reason: String,
     },
 }
 
@@ -108,7 +134,9 @@ impl Rules {
         let ast = self.asts.get(name).ok_or_else(|| format!("rule {name} is not compiled"))?;
         let mut scope = Scope::new();
         scope.push_constant("event", input.event.clone());
+        scope.push_constant("trigger", input.trigger.clone());
         scope.push_constant("case", input.case.clone());
+        scope.push_constant("step", input.step.clone());
         scope.push_constant("params", input.params.clone());
         scope.push_constant("today", lookup.today.get().to_string());
         let out: Dynamic =
@@ -119,18 +147,25 @@ impl Rules {
 
 /// The values a rule sees, already converted for rhai.
 pub struct RuleInput {
-    /// `#{source, id, type, subject, occurred_at, date, data}`.
+    /// `#{source, id, type, subject, occurred_at, date, data}`: what made the step run.
     pub event: Dynamic,
-    /// `#{id, life_situation, version, subject, fact}`.
+    /// The event that started the case, in the same shape.
+    pub trigger: Dynamic,
+    /// `#{id, life_situation, version, subject, fact, started}`.
     pub case: Dynamic,
+    /// `#{id, due}`: the step running and the day it was due.
+    pub step: Dynamic,
     /// The definition's parameters.
     pub params: Dynamic,
 }
 
+/// The names a rule may use, declared for compilation (strict variables).
+/// Declared as variables, not constants: the optimiser would otherwise fold
+/// the placeholder `()` into the compiled script.
 fn input_scope() -> Scope<'static> {
     let mut s = Scope::new();
-    for name in ["event", "case", "params", "today"] {
-        s.push_constant(name, Dynamic::UNIT);
+    for name in ["event", "trigger", "case", "step", "params", "today"] {
+        s.push(name, Dynamic::UNIT);
     }
     s
 }
@@ -147,7 +182,8 @@ fn decisions_from(out: Dynamic) -> Result<Vec<Decision>, String> {
         .map(|(i, d)| {
             let v: serde_json::Value =
                 rhai::serde::from_dynamic(d).map_err(|e| format!("decision {i}: not a decision map: {e}"))?;
-            serde_json::from_value(v).map_err(|e| format!("decision {i}: {e} (use notice(…) or draft(…))"))
+            serde_json::from_value(v)
+                .map_err(|e| format!("decision {i}: {e} (use notice(…), draft(…), close(…) or skip(…))"))
         })
         .collect()
 }
@@ -173,6 +209,62 @@ fn register_helpers(engine: &mut Engine) {
                 .unwrap_or_default()
         })
     });
+    let codes = |v: &[String]| -> Array { v.iter().map(|c| Dynamic::from(c.clone())).collect() };
+    engine.register_fn("children", move |code: &str| -> Array {
+        with_profile(code, |p| p.map(|p| codes(&p.children)).unwrap_or_default())
+    });
+    engine.register_fn("guardians", move |code: &str| -> Array {
+        with_profile(code, |p| p.map(|p| codes(&p.guardians)).unwrap_or_default())
+    });
+    engine.register_fn("spouse", |code: &str| -> Dynamic {
+        with_profile(code, |p| p.and_then(|p| p.spouse.clone()).map_or(Dynamic::UNIT, Dynamic::from))
+    });
+    engine.register_fn("officers", |code: &str| -> Array {
+        with_profile(code, |p| {
+            let mut out: Vec<String> = Vec::new();
+            for o in p.map(|p| p.officers.as_slice()).unwrap_or_default() {
+                if !out.contains(&o.officer) {
+                    out.push(o.officer.clone());
+                }
+            }
+            out.into_iter().map(Dynamic::from).collect()
+        })
+    });
+    engine.register_fn("age_on", |code: &str, day: &str| -> i64 {
+        let Ok(day) = NaiveDate::parse_from_str(day, "%Y-%m-%d") else { return -1 };
+        let fallback = Profile::new(code, super::profile::ProfileKind::Person);
+        with_profile(code, |p| p.unwrap_or(&fallback).age_on(day)).unwrap_or(-1)
+    });
+    engine.register_fn("municipality", |name: &str| -> Dynamic {
+        if !LOOKUP.is_set() {
+            return Dynamic::UNIT;
+        }
+        LOOKUP.with(|l| l.municipalities.get(name).cloned().unwrap_or(Dynamic::UNIT))
+    });
+    engine.register_fn("add_days", |day: &str, n: i64| -> Result<String, Box<rhai::EvalAltResult>> {
+        let d = parse_day(day)?;
+        d.checked_add_signed(chrono::Duration::days(n)).map(|d| d.to_string()).ok_or_else(|| out_of_range(day))
+    });
+    engine.register_fn("add_months", |day: &str, n: i64| -> Result<String, Box<rhai::EvalAltResult>> {
+        let d = parse_day(day)?;
+        super::schedule::add_months(d, n).map(|d| d.to_string()).ok_or_else(|| out_of_range(day))
+    });
+    engine.register_fn("days_between", |a: &str, b: &str| -> Result<i64, Box<rhai::EvalAltResult>> {
+        Ok((parse_day(b)? - parse_day(a)?).num_days())
+    });
+    engine.register_fn("close", |reason: &str| -> Map {
+        let mut m = Map::new();
+        m.insert("kind".into(), "close".into());
+        m.insert("reason".into(), reason.into());
+        m
+    });
+    engine.register_fn("skip", |step: &str, reason: &str| -> Map {
+        let mut m = Map::new();
+        m.insert("kind".into(), "skip".into());
+        m.insert("step".into(), step.into());
+        m.insert("reason".into(), reason.into());
+        m
+    });
     engine.register_fn("full_name", |code: &str| -> String {
         with_profile(code, |p| p.and_then(Profile::display_name).unwrap_or_default())
     });
@@ -192,6 +284,14 @@ fn register_helpers(engine: &mut Engine) {
         m.insert("source".into(), source.into());
         m
     });
+}
+
+fn parse_day(day: &str) -> Result<NaiveDate, Box<rhai::EvalAltResult>> {
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| format!("{day:?} is not a date YYYY-MM-DD").into())
+}
+
+fn out_of_range(day: &str) -> Box<rhai::EvalAltResult> {
+    format!("{day} moved out of the calendar's range").into()
 }
 
 fn notice(to: &str, template: &str, data: Map) -> Map {
@@ -217,11 +317,17 @@ mod tests {
     }
 
     fn lookup() -> Lookup {
-        Lookup { profiles: HashMap::new(), today: Cell::new(NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()) }
+        Lookup::new(HashMap::new(), NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(), Arc::default())
     }
 
     fn input() -> RuleInput {
-        RuleInput { event: Dynamic::from_map(Map::new()), case: Dynamic::UNIT, params: Dynamic::UNIT }
+        RuleInput {
+            event: Dynamic::from_map(Map::new()),
+            trigger: Dynamic::UNIT,
+            case: Dynamic::UNIT,
+            step: Dynamic::UNIT,
+            params: Dynamic::UNIT,
+        }
     }
 
     #[test]
@@ -260,6 +366,29 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert!(matches!(&d[0], Decision::Notice { template, .. } if template == "t"));
         assert!(matches!(&d[1], Decision::Draft { fields, .. } if fields["x"]["source"] == "pmlp"));
+    }
+
+    #[test]
+    fn inputs_are_seen_at_run_time_not_folded_at_compile_time() {
+        let r = rules_with(r#"[close(today)]"#).unwrap();
+        let d = r.run("r", &input(), &lookup()).unwrap();
+        assert_eq!(d[0], Decision::Close { reason: "2026-11-27".into() });
+    }
+
+    #[test]
+    fn date_helpers_and_case_decisions() {
+        let r = rules_with(
+            r#"[close(add_days("2026-12-30", 3)), skip("r7", add_months("2026-01-31", 1)), days_between("2026-01-01", "2026-03-01")]"#,
+        )
+        .unwrap();
+        let err = r.run("r", &input(), &lookup()).unwrap_err();
+        assert!(err.contains("decision 2"), "a bare number is not a decision: {err}");
+        let r = rules_with(r#"[close(add_days("2026-12-30", 3)), skip("r7", add_months("2026-01-31", 1))]"#).unwrap();
+        let d = r.run("r", &input(), &lookup()).unwrap();
+        assert_eq!(d[0], Decision::Close { reason: "2027-01-02".into() });
+        assert_eq!(d[1], Decision::Skip { step: "r7".into(), reason: "2026-02-28".into() });
+        let r = rules_with(r#"add_days("2026-02-30", 1)"#).unwrap();
+        assert!(r.run("r", &input(), &lookup()).unwrap_err().contains("not a date"));
     }
 
     #[test]

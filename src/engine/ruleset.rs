@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
+use rhai::Dynamic;
 
 use super::definitions::{self, LifeSituation, Status};
 use super::rules::Rules;
@@ -19,9 +21,39 @@ pub struct RuleSet {
     pub rules: Rules,
     /// Compiled templates.
     pub templates: Templates,
+    /// Reference data by municipality name, for the `municipality()` helper.
+    pub municipalities: Arc<HashMap<String, Dynamic>>,
     by_type: HashMap<String, Vec<usize>>,
+    listened: HashSet<String>,
     purposes: HashSet<String>,
 }
+
+/// The rule set in force, shared by the stages of a process and swapped
+/// whole on a reload (SIGHUP), so a batch runs on one set from start to end.
+#[derive(Clone)]
+pub struct LiveRules(Arc<std::sync::RwLock<Arc<RuleSet>>>);
+
+impl LiveRules {
+    /// The set in force now.
+    pub fn get(&self) -> Arc<RuleSet> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts a checked set in force.
+    pub fn set(&self, rules: Arc<RuleSet>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+}
+
+impl From<Arc<RuleSet>> for LiveRules {
+    fn from(r: Arc<RuleSet>) -> Self {
+        LiveRules(Arc::new(std::sync::RwLock::new(r)))
+    }
+}
+
+/// Event types the engine always matches against open cases: a death ends
+/// every case about the deceased, an annulment what its change started.
+pub const ALWAYS_LISTENED: &[&str] = &["death.registered", "change.annulled"];
 
 impl RuleSet {
     /// Loads `life_events/*.toml` and the scripts they name from `rules_dir`;
@@ -64,9 +96,24 @@ impl RuleSet {
             if d.channels.is_empty() {
                 errors.push(format!("{at}: channels must name at least one channel"));
             }
-            for t in &d.trigger.events {
+            let mut typed: Vec<(String, &String)> =
+                d.trigger.events.iter().map(|t| ("trigger.events".into(), t)).collect();
+            for s in &d.steps {
+                typed.extend(s.on.iter().map(|t| (format!("step \"{}\": on", s.id), t)));
+                typed.extend(s.unless.iter().map(|t| (format!("step \"{}\": unless", s.id), t)));
+            }
+            for (i, c) in d.cancel.iter().enumerate() {
+                typed.extend(c.events.iter().map(|t| (format!("cancel[{i}].events"), t)));
+            }
+            for (place, t) in typed {
                 if !known_types.contains(t.as_str()) {
-                    errors.push(format!("{at}: trigger.events: unknown event type \"{t}\""));
+                    errors.push(format!("{at}: {place}: unknown event type \"{t}\""));
+                }
+            }
+            errors.extend(super::cases::check_timing(d));
+            for (name, v) in &d.params {
+                if let Err(e) = super::schedule::check_param(name, v) {
+                    errors.push(format!("{at}: {e}"));
                 }
             }
             if d.steps.is_empty() {
@@ -96,8 +143,22 @@ impl RuleSet {
             }
             errors.extend(templates.add(d));
         }
+        let municipalities = match load_municipalities(&life_events.join("data").join("municipalities.toml")) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                HashMap::new()
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
+        }
+        let mut listened: HashSet<String> = ALWAYS_LISTENED.iter().map(|s| s.to_string()).collect();
+        for d in &situations {
+            listened.extend(d.cancel.iter().flat_map(|c| c.events.iter().cloned()));
+            for s in &d.steps {
+                listened.extend(s.on.iter().chain(&s.unless).cloned());
+            }
         }
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, d) in situations.iter().enumerate() {
@@ -106,7 +167,15 @@ impl RuleSet {
             }
         }
         let purposes = situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
-        Ok(RuleSet { situations, rules, templates, by_type, purposes })
+        Ok(RuleSet {
+            situations,
+            rules,
+            templates,
+            municipalities: Arc::new(municipalities),
+            by_type,
+            listened,
+            purposes,
+        })
     }
 
     /// Whether any life situation declares `purpose` (consent events must name one).
@@ -114,19 +183,74 @@ impl RuleSet {
         self.purposes.contains(purpose)
     }
 
-    /// Definitions an event of `event_type` on `day` starts: running ones
-    /// (active or shadow) in force that day.
-    pub fn triggered_by<'a>(&'a self, event_type: &str, day: NaiveDate) -> impl Iterator<Item = &'a LifeSituation> {
-        self.by_type
+    /// Definitions an event of `event_type` that happened on `day` and
+    /// arrives on `arrival` starts: of each life situation, the running
+    /// version (active or shadow) in force on the trigger date, the highest
+    /// if versions overlap. The trigger date is the event's day; for a
+    /// definition whose steps count from an anchor date (school age from a
+    /// birth years ago), it is the day the fact arrives.
+    pub fn triggered_by<'a>(
+        &'a self,
+        event_type: &str,
+        day: NaiveDate,
+        arrival: NaiveDate,
+    ) -> impl Iterator<Item = &'a LifeSituation> {
+        let running: Vec<&LifeSituation> = self
+            .by_type
             .get(event_type)
             .into_iter()
             .flatten()
             .map(|&i| &self.situations[i])
-            .filter(move |d| matches!(d.status, Status::Active | Status::Shadow) && d.in_force_on(day))
+            .filter(move |d| {
+                let on = if d.trigger.anchor.is_some() { arrival } else { day };
+                matches!(d.status, Status::Active | Status::Shadow) && d.in_force_on(on)
+            })
+            .collect();
+        let keep: Vec<&LifeSituation> = running
+            .iter()
+            .filter(|d| !running.iter().any(|o| o.id == d.id && o.version > d.version))
+            .copied()
+            .collect();
+        keep.into_iter()
+    }
+
+    /// Whether events of this type may concern open cases (cancel, unless, on).
+    pub fn is_listened(&self, event_type: &str) -> bool {
+        self.listened.contains(event_type)
     }
 
     /// A definition by id and version.
     pub fn get(&self, id: &str, version: i64) -> Option<&LifeSituation> {
         self.situations.iter().find(|d| d.id == id && d.version == version)
     }
+}
+
+/// Reads the municipalities reference file, if there is one: `[[municipality]]`
+/// tables with at least `name`; rules get each table by name.
+fn load_municipalities(path: &Path) -> Result<HashMap<String, Dynamic>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| definitions::line_col(&text, s.start));
+        match at {
+            Some((l, c)) => format!("{}:{l}:{c}: {}", path.display(), e.message()),
+            None => format!("{}: {}", path.display(), e.message()),
+        }
+    })?;
+    let mut out = HashMap::new();
+    let list = doc.get("municipality").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    for (i, m) in list.iter().enumerate() {
+        let name = m
+            .get("name")
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| format!("{}: municipality[{i}]: has no name", path.display()))?;
+        let dynamic = rhai::serde::to_dynamic(m).map_err(|e| format!("{}: municipality[{i}]: {e}", path.display()))?;
+        if out.insert(name.to_string(), dynamic).is_some() {
+            return Err(format!("{}: municipality \"{name}\" is listed twice", path.display()));
+        }
+    }
+    Ok(out)
 }

@@ -3,13 +3,15 @@
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
 //! say why beside them.
 
+mod cases;
 mod events;
 mod outbox;
 mod profiles;
 mod snapshot;
 
+pub use cases::{DraftLink, NoticeView};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
-pub use outbox::{BatchWrite, CaseRow, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow};
+pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
 
 use std::str::FromStr;

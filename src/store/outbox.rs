@@ -1,30 +1,13 @@
 //! Cases, notices (the outbox), drafts and delivery attempts: what the engine
 //! commits per batch, and what delivery workers claim and record.
 
-use std::collections::HashSet;
-
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
+use super::cases::plan_json;
 use super::{Db, on_pool, statement_chunks};
+use crate::engine::cases::Case;
 use crate::engine::profile::Profile;
-
-/// A case: one life situation for one subject and one trigger fact.
-#[derive(Clone, Debug)]
-pub struct CaseRow {
-    /// Derived from (life situation, subject, fact).
-    pub id: String,
-    /// Life-situation id.
-    pub life_situation: String,
-    /// Definition version the case runs under.
-    pub version: i64,
-    /// Subject of the trigger.
-    pub subject: String,
-    /// The trigger fact, e.g. the child's code for a birth.
-    pub fact: String,
-    /// The event that started it.
-    pub trigger_seq: i64,
-}
 
 /// One message for one recipient, waiting in the outbox.
 #[derive(Clone, Debug)]
@@ -89,13 +72,24 @@ pub struct OutcomeRow {
     pub detail: String,
 }
 
+/// Queued notices to withdraw, with the reason recorded on each.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Withdraw {
+    /// Every pending notice of a case (the case ended).
+    Case(String, String),
+    /// Every pending notice to a recipient (the recipient died).
+    Recipient(String, String),
+}
+
 /// Everything one engine batch commits, with the events it marks processed.
 #[derive(Debug, Default)]
 pub struct BatchWrite {
     /// Profiles changed by the batch's events.
     pub profiles: Vec<Profile>,
-    /// New cases.
-    pub cases: Vec<CaseRow>,
+    /// Cases started or changed (plan, state), written whole.
+    pub cases: Vec<Case>,
+    /// Queued notices to cancel, after this batch's own notices are in.
+    pub withdraw: Vec<Withdraw>,
     /// New notices.
     pub notices: Vec<NoticeRow>,
     /// New drafts.
@@ -193,25 +187,6 @@ const CLAIM_RETURNING: &str =
     " RETURNING id, case_id, life_situation, version, step, recipient, purpose, template, data, draft_ref, attempts";
 
 impl Db {
-    /// Which of `ids` already exist as cases.
-    pub async fn existing_cases(&self, ids: &[String]) -> Result<HashSet<String>> {
-        let mut out = HashSet::new();
-        for chunk in statement_chunks(ids, 1) {
-            on_pool!(self, pool => {
-                let mut qb = QueryBuilder::new("SELECT id FROM cases WHERE id IN (");
-                let mut sep = qb.separated(", ");
-                for c in chunk {
-                    sep.push_bind(c.clone());
-                }
-                qb.push(")");
-                for r in qb.build().fetch_all(pool).await? {
-                    out.insert(r.try_get::<String, _>("id")?);
-                }
-            });
-        }
-        Ok(out)
-    }
-
     /// Commits one engine batch atomically: profiles, cases, notices, drafts,
     /// outcomes, and the processed mark of its events.
     pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64) -> Result<()> {
@@ -239,21 +214,33 @@ impl Db {
                 );
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in statement_chunks(&w.cases, 8) {
+            for chunk in statement_chunks(&w.cases, 13) {
                 let mut qb = QueryBuilder::new(
-                    "INSERT INTO cases (id, life_situation, version, subject, fact, trigger_seq, created_at, updated_at) ",
+                    "INSERT INTO cases (id, life_situation, version, subject, fact, state, trigger_seq, started_at, \
+                     anchor, plan, next_due_at, closed_reason, created_at, updated_at) ",
                 );
-                qb.push_values(chunk, |mut b, c| {
+                let plans = chunk.iter().map(plan_json).collect::<Result<Vec<_>>>()?;
+                qb.push_values(chunk.iter().zip(plans), |mut b, (c, plan)| {
                     b.push_bind(c.id.clone())
                         .push_bind(c.life_situation.clone())
                         .push_bind(c.version)
                         .push_bind(c.subject.clone())
                         .push_bind(c.fact.clone())
+                        .push_bind(c.state.clone())
                         .push_bind(c.trigger_seq)
+                        .push_bind(c.started_at)
+                        .push_bind(c.anchor.map(|d| d.to_string()))
+                        .push_bind(plan)
+                        .push_bind(c.next_due())
+                        .push_bind(c.closed_reason.clone())
                         .push_bind(now_ms)
                         .push_bind(now_ms);
                 });
-                qb.push(" ON CONFLICT (id) DO NOTHING");
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET state = excluded.state, anchor = excluded.anchor, \
+                     plan = excluded.plan, next_due_at = excluded.next_due_at, \
+                     closed_reason = excluded.closed_reason, updated_at = excluded.updated_at",
+                );
                 qb.build().execute(&mut *tx).await?;
             }
             for chunk in statement_chunks(&w.notices, 14) {
@@ -295,6 +282,19 @@ impl Db {
                 });
                 qb.push(" ON CONFLICT (ref) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
+            }
+            for wd in &w.withdraw {
+                let (column, key, reason) = match wd {
+                    Withdraw::Case(id, r) => ("case_id", id, r),
+                    Withdraw::Recipient(code, r) => ("recipient", code, r),
+                };
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE notices SET state = 'cancelled', last_error = $1 WHERE {column} = $2 AND state = 'pending'"
+                )))
+                .bind(reason)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
             }
             for chunk in statement_chunks(&w.outcomes, 6) {
                 let mut qb =

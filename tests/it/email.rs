@@ -9,7 +9,7 @@ const MOTHER: &str = "150394-11002";
 const FATHER: &str = "020792-11002";
 
 async fn app_with_smtp(t: &support::TestDb, smtp: &SmtpServer, out: &std::path::Path) -> App {
-    let mut cfg = support::config(&t.url, out);
+    let mut cfg = support::fixture_config(&t.url, out);
     cfg.channels.email = support::smtp(smtp.addr);
     cfg.channels.eaddress = proactive::config::ChannelConfig::Disabled;
     cfg.channels.sms = proactive::config::ChannelConfig::Disabled;
@@ -109,7 +109,7 @@ async fn an_unreachable_smtp_server_retries_and_loses_nothing() {
     let t = support::sqlite().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut cfg = support::config(&t.url, out.path());
+    let mut cfg = support::fixture_config(&t.url, out.path());
     cfg.channels.email = support::smtp(closed);
     let app = App::open(cfg, support::demo_clock()).await.unwrap();
     load(

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod chains;
 mod cli;
 mod email;
 mod feed;

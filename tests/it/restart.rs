@@ -19,7 +19,7 @@ async fn a_stop_between_the_feed_commit_and_delivery_delivers_each_notice_exactl
         let feed = FeedServer::start(vec![page]).await;
         let out = tempfile::tempdir().unwrap();
         let cfg = || {
-            let mut c = support::config(&t.url, out.path());
+            let mut c = support::fixture_config(&t.url, out.path());
             c.channels.email = support::smtp(smtp.addr);
             c.delivery.lease_secs = 60;
             c

@@ -332,9 +332,12 @@ async fn baseline_then_304_then_a_day_of_changes_then_suspect_files_held_until_a
         assert_eq!(ids.len(), 5);
         assert_eq!(evs.iter().map(|e| sha8(&e.0)).collect::<BTreeSet<_>>().len(), 1, "one snapshot, one id stem");
 
-        // The events go through the engine like any other: profiles follow, no company situation exists yet.
+        // The events go through the engine like any other: profiles follow, and
+        // each newly registered company starts its `company_registered` case.
         let report = app.engine().run_until_idle().await.unwrap();
-        assert_eq!((report.events, report.cases, report.errors), (5, 0, 0), "{n}");
+        let registered = evs.iter().filter(|e| e.1 == "company.registered").count();
+        assert!(registered > 0, "{n}: the day brings a new company");
+        assert_eq!((report.events, report.cases, report.errors), (5, registered, 0), "{n}");
         let p = app.db.load_profiles(&[valid_test_regno(4), valid_test_regno(9)]).await.unwrap();
         assert!(p.iter().any(|p| p.name.as_deref() == Some("SIA \"Jaunais; nosaukums\"")), "{n}");
         assert!(p.iter().any(|p| p.name.as_deref() == Some("SIA \"Jaunpienācēja\"")), "{n}");

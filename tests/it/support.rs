@@ -99,6 +99,16 @@ pub fn config(url: &str, out: &std::path::Path) -> Config {
     cfg
 }
 
+/// As [`config`], with a fixed one-step birth definition (`tests/fixtures`)
+/// instead of the shipped library: for tests of delivery, which must not
+/// change when policy staff add a step.
+pub fn fixture_config(url: &str, out: &std::path::Path) -> Config {
+    let mut cfg = config(url, out);
+    cfg.paths.life_events = root().join("tests/fixtures/life-events");
+    cfg.paths.rules = root().join("tests/fixtures/rules");
+    cfg
+}
+
 /// An SMTP channel configuration for a local server.
 pub fn smtp(addr: SocketAddr) -> ChannelConfig {
     ChannelConfig::Smtp(SmtpConfig {
@@ -277,4 +287,17 @@ pub fn feed_source(source: &str, url: &str) -> proactive::connectors::SourceDef 
         "source = \"{source}\"\nkind = \"change_feed\"\nbase_url = \"{url}\"\nschedule = \"* * * * * *\"\npage_size = 3\n"
     ))
     .unwrap()
+}
+
+/// Copies a folder tree (the shipped rules, to break one of them in a test).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }

@@ -1,0 +1,400 @@
+//! Chains: timers that survive restarts and fire once, dated steps, events
+//! that end a case, definitions that change on a date, reloads that keep
+//! the running set when the new one is broken, and the shipped library's
+//! own test cases.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use proactive::clock::Clock;
+use proactive::engine::rule_tests;
+use proactive::engine::{Engine, LiveRules, RuleSet};
+use proactive::events::{RawRecord, ingest_records};
+use proactive::store::Db;
+
+use super::support;
+
+fn definition(id: &str, version: i64, valid: &str, body: &str) -> String {
+    format!(
+        r#"
+id = "{id}"
+version = {version}
+status = "active"
+{valid}
+name = {{ lv = "Tests", en = "Test" }}
+description = "A chain for the tests."
+owner = "Test"
+legal_basis = "Test"
+services = []
+channels = ["email"]
+[[purposes]]
+id = "{id}"
+mode = "opt-out"
+description = "Test."
+{body}
+[templates.remind.lv]
+subject = "Atgādinājums"
+text = "Solis {{{{ step }}}}"
+"#
+    )
+}
+
+const REMINDERS: &str = r#"
+[trigger]
+events = ["document.issued"]
+fact = "{data.document}:{data.number}"
+anchor = "data.expires"
+[[steps]]
+id = "issued"
+rule = "remind.rhai"
+[[steps]]
+id = "r30"
+rule = "remind.rhai"
+at = "-30d"
+[[steps]]
+id = "r7"
+rule = "remind.rhai"
+at = "-7d"
+[[steps]]
+id = "after14"
+rule = "remind.rhai"
+after = "14d"
+[[cancel]]
+events = ["document.issued"]
+same = ["document"]
+reason = "a new document was issued"
+"#;
+
+/// A folder with the given definitions and one rule that sends `remind` to the trigger's subject.
+fn rule_dir(defs: &[(&str, String)]) -> (tempfile::TempDir, Arc<RuleSet>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (le, rules) = (dir.path().join("life-events"), dir.path().join("rules"));
+    std::fs::create_dir_all(&le).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    for (name, text) in defs {
+        std::fs::write(le.join(name), text).unwrap();
+    }
+    std::fs::write(rules.join("remind.rhai"), r#"[notice(trigger.subject, "remind", #{ step: step.id })]"#).unwrap();
+    let set = RuleSet::load(&le, &rules).expect("the test definitions load");
+    (dir, Arc::new(set))
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn document(id: &str, subject: &str, number: &str, day: &str, expires: &str) -> serde_json::Value {
+    serde_json::json!({
+        "source": "pmlp", "id": id, "type": "document.issued", "subject": subject,
+        "occurred_at": format!("{day}T10:00:00+02:00"),
+        "data": { "document": "passport", "number": number, "issued": day, "expires": expires }
+    })
+}
+
+async fn ingest(db: &Db, rules: &RuleSet, records: &[serde_json::Value], now: DateTime<Utc>) {
+    let raw: Vec<RawRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RawRecord { location: format!("t:{i}"), text: r.to_string() })
+        .collect();
+    let purposes: Vec<String> = rules.situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
+    let declared = move |p: &str| purposes.iter().any(|x| x == p);
+    let c = ingest_records(db, None, &raw, &declared, None, now.timestamp_millis()).await.unwrap();
+    assert_eq!(c.quarantined, 0, "test records validate");
+}
+
+/// (step, state) of every notice, in due order.
+async fn steps(db: &Db) -> Vec<(String, String)> {
+    db.notices_of(None).await.unwrap().into_iter().map(|n| (n.step, n.state)).collect()
+}
+
+const PERSON: &str = "150394-11002";
+
+#[tokio::test]
+async fn a_pending_timer_fires_once_after_restarts_and_dated_steps_follow_the_expiry() {
+    let (_dir, rules) =
+        rule_dir(&[("reminders.toml", definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))]);
+    for t in support::stores().await {
+        let t0 = at("2026-12-01T10:00:00+02:00");
+        ingest(&t.db, &rules, &[document("d1", PERSON, "LV1", "2026-12-01", "2027-03-01")], t0).await;
+        let engine = Engine::new(t.db.clone(), rules.clone(), Clock::manual(t0), 100);
+        let r = engine.run_all_due(&|| false).await.unwrap();
+        assert_eq!((r.cases, r.notices), (1, 1), "{}: the start step ran", t.name);
+        assert_eq!(t.db.pending_timer_count().await.unwrap(), 1, "{}", t.name);
+        drop(engine);
+
+        // A new process, weeks later: the 14-day step is due, the dated ones are not.
+        let db = if t.name == "sqlite" { Db::open(&t.url, 2).await.unwrap() } else { t.db.clone() };
+        let clock = Clock::manual(t0 + Duration::days(20));
+        let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), 100);
+        assert_eq!(engine.run_due_timers().await.unwrap().notices, 1, "{}", t.name);
+        assert_eq!(engine.run_due_timers().await.unwrap().timers, 0, "{}: nothing fires twice", t.name);
+        drop(engine);
+
+        // Another restart, and a jump past both dated reminders: they fire in order, once.
+        let clock = Clock::manual(at("2027-02-28T12:00:00+02:00"));
+        let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), 100);
+        let r = engine.run_all_due(&|| false).await.unwrap();
+        assert_eq!(r.notices, 2, "{}", t.name);
+        assert_eq!(engine.run_all_due(&|| false).await.unwrap().notices, 0, "{}", t.name);
+        let made = db.notices_of(None).await.unwrap();
+        let order: Vec<&str> = made.iter().map(|n| n.step.as_str()).collect();
+        assert_eq!(order, ["issued", "after14", "r30", "r7"], "{}: in due order", t.name);
+        let r30 = made.iter().find(|n| n.step == "r30").unwrap();
+        assert_eq!(
+            r30.due_at,
+            at("2027-01-30T09:00:00+02:00").timestamp_millis(),
+            "{}: 30 days before, 09:00 Riga",
+            t.name
+        );
+        assert_eq!(db.pending_timer_count().await.unwrap(), 0, "{}: the case is done", t.name);
+        let case = &db.cases_of_subject(PERSON).await.unwrap()[0];
+        assert_eq!(case.state, "done", "{}", t.name);
+        if t.name == "sqlite" {
+            db.close().await;
+        }
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_document_cancels_the_old_ones_queued_notices_and_waiting_steps_but_not_its_own_case() {
+    let (_dir, rules) =
+        rule_dir(&[("reminders.toml", definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))]);
+    for t in support::stores().await {
+        let t0 = at("2026-12-01T10:00:00+02:00");
+        ingest(&t.db, &rules, &[document("d1", PERSON, "LV1", "2026-12-01", "2027-03-01")], t0).await;
+        let clock = Clock::manual(t0);
+        let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 100);
+        engine.run_all_due(&|| false).await.unwrap();
+        // Three weeks on: the 14-day notice is queued (not yet sent) when the new passport arrives.
+        clock.set(t0 + Duration::days(21));
+        engine.run_all_due(&|| false).await.unwrap();
+        ingest(&t.db, &rules, &[document("d2", PERSON, "LV2", "2026-12-22", "2036-12-22")], clock.now()).await;
+        engine.run_all_due(&|| false).await.unwrap();
+        let cases = t.db.cases_of_subject(PERSON).await.unwrap();
+        assert_eq!(cases.len(), 2, "{}", t.name);
+        let old = cases.iter().find(|c| c.fact == "passport:LV1").unwrap();
+        let new = cases.iter().find(|c| c.fact == "passport:LV2").unwrap();
+        assert_eq!(old.state, "cancelled", "{}", t.name);
+        assert!(old.closed_reason.as_deref().unwrap().contains("a new document was issued"), "{}", t.name);
+        assert_eq!(new.state, "open", "{}: the new document's own case goes on", t.name);
+        let notices = t.db.notices_of(Some(&old.id)).await.unwrap();
+        let queued = notices.iter().find(|n| n.step == "after14").unwrap();
+        assert_eq!(queued.state, "cancelled", "{}: the queued notice is withdrawn", t.name);
+        assert!(queued.last_error.as_deref().unwrap().contains("new document"), "{}", t.name);
+        for s in ["r30", "r7"] {
+            assert!(old.plan[s].why.as_deref().unwrap().contains("new document"), "{}: {s}", t.name);
+        }
+        clock.set(at("2027-03-02T12:00:00+02:00"));
+        engine.run_all_due(&|| false).await.unwrap();
+        assert!(
+            t.db.notices_of(Some(&old.id)).await.unwrap().iter().all(|n| n.step != "r30"),
+            "{}: no reminder about the old passport",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_death_ends_the_cases_about_the_person_and_an_annulment_what_its_change_started() {
+    let (_dir, rules) =
+        rule_dir(&[("reminders.toml", definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))]);
+    let t = support::sqlite().await;
+    let t0 = at("2026-12-01T10:00:00+02:00");
+    let other = "200190-11008";
+    ingest(
+        &t.db,
+        &rules,
+        &[
+            document("d1", PERSON, "LV1", "2026-12-01", "2027-03-01"),
+            document("d2", other, "LV9", "2026-12-01", "2027-03-01"),
+        ],
+        t0,
+    )
+    .await;
+    let clock = Clock::manual(t0);
+    let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 100);
+    engine.run_all_due(&|| false).await.unwrap();
+    let death = serde_json::json!({
+        "source": "pmlp", "id": "x1", "type": "death.registered", "subject": PERSON,
+        "occurred_at": "2026-12-02T08:00:00+02:00", "data": { "death_date": "2026-12-01" }
+    });
+    let annul = serde_json::json!({
+        "source": "pmlp", "id": "x2", "type": "change.annulled", "subject": other,
+        "occurred_at": "2026-12-02T09:00:00+02:00", "data": { "annuls": "d2" }
+    });
+    clock.set(at("2026-12-02T10:00:00+02:00"));
+    ingest(&t.db, &rules, &[death, annul], clock.now()).await;
+    engine.run_all_due(&|| false).await.unwrap();
+    let dead = &t.db.cases_of_subject(PERSON).await.unwrap()[0];
+    assert_eq!(dead.state, "cancelled");
+    assert!(dead.closed_reason.as_deref().unwrap().contains("died"));
+    let annulled = &t.db.cases_of_subject(other).await.unwrap()[0];
+    assert_eq!(annulled.state, "cancelled");
+    assert!(annulled.closed_reason.as_deref().unwrap().contains("d2"), "{:?}", annulled.closed_reason);
+    let profile = t.db.load_profiles(&[other.to_string()]).await.unwrap().pop().unwrap();
+    assert!(profile.documents.is_empty(), "the annulled document is gone from the profile");
+    // The start notices were still queued: both withdrawn, with their reasons.
+    let states = steps(&t.db).await;
+    assert_eq!(states, [("issued".to_string(), "cancelled".to_string()), ("issued".into(), "cancelled".into())]);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn cases_keep_the_version_they_started_under() {
+    let v1 = r#"
+[trigger]
+events = ["birth.registered"]
+[[steps]]
+id = "hello_v1"
+rule = "remind.rhai"
+[[steps]]
+id = "followup_v1"
+rule = "remind.rhai"
+after = "30d"
+"#;
+    let v2 = r#"
+[trigger]
+events = ["birth.registered"]
+[[steps]]
+id = "hello_v2"
+rule = "remind.rhai"
+"#;
+    let (_dir, rules) = rule_dir(&[
+        ("law_v1.toml", definition("law", 1, "valid_from = 2024-01-01\nvalid_to = 2027-01-01", v1)),
+        ("law_v2.toml", definition("law", 2, "valid_from = 2027-01-01", v2)),
+    ]);
+    for t in support::stores().await {
+        let clock = Clock::manual(at("2026-12-20T12:00:00+02:00"));
+        let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 100);
+        ingest(&t.db, &rules, &[support::birth("b1", "201226-21007", None, None, "2026-12-20")], clock.now()).await;
+        engine.run_all_due(&|| false).await.unwrap();
+        clock.set(at("2027-01-05T12:00:00+02:00"));
+        ingest(&t.db, &rules, &[support::birth("b2", "050127-21001", None, None, "2027-01-05")], clock.now()).await;
+        engine.run_all_due(&|| false).await.unwrap();
+        clock.set(at("2027-02-10T12:00:00+02:00"));
+        engine.run_all_due(&|| false).await.unwrap();
+        let made = t.db.notices_of(None).await.unwrap();
+        let by: Vec<(String, String)> = made.iter().map(|n| (n.recipient.clone(), n.step.clone())).collect();
+        assert_eq!(
+            by,
+            [
+                ("201226-21007".to_string(), "hello_v1".to_string()),
+                ("050127-21001".into(), "hello_v2".into()),
+                ("201226-21007".into(), "followup_v1".into()),
+            ],
+            "{}: the December case ran its v1 follow-up after v2 came into force",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_reload_keeps_the_running_set_and_a_good_one_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (le, rules) = (dir.path().join("life-events"), dir.path().join("rules"));
+    std::fs::create_dir_all(&le).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(le.join("reminders.toml"), definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))
+        .unwrap();
+    std::fs::write(rules.join("remind.rhai"), r#"[notice(trigger.subject, "remind", #{ step: step.id })]"#).unwrap();
+    let mut cfg = proactive::config::Config::default();
+    cfg.paths.life_events = le.clone();
+    cfg.paths.rules = rules.clone();
+    let live = LiveRules::from(Arc::new(RuleSet::load(&le, &rules).unwrap()));
+    let before = live.get();
+
+    std::fs::write(rules.join("remind.rhai"), "let x = ;").unwrap();
+    proactive::serve::reload(&cfg, &live);
+    assert!(Arc::ptr_eq(&before, &live.get()), "a set that does not compile is rejected");
+
+    std::fs::write(rules.join("remind.rhai"), r#"[notice(trigger.subject, "remind", #{ step: "new" })]"#).unwrap();
+    proactive::serve::reload(&cfg, &live);
+    assert!(!Arc::ptr_eq(&before, &live.get()), "a good set is put in force");
+}
+
+#[tokio::test]
+async fn offsets_that_do_not_parse_and_unknown_event_types_are_named_by_rules_check() {
+    let bad = r#"
+[trigger]
+events = ["document.issued"]
+anchor = "data.expires"
+[[steps]]
+id = "r30"
+rule = "remind.rhai"
+at = "-30"
+unless = ["application.filed"]
+[[cancel]]
+events = ["document.renewed"]
+reason = "x"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let (le, rules) = (dir.path().join("life-events"), dir.path().join("rules"));
+    std::fs::create_dir_all(&le).unwrap();
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(le.join("bad.toml"), definition("bad", 1, "valid_from = 2024-01-01", bad)).unwrap();
+    std::fs::write(rules.join("remind.rhai"), "[]").unwrap();
+    let errors = RuleSet::load(&le, &rules).err().expect("the set is rejected").join("\n");
+    assert!(errors.contains("step \"r30\": at: expected a unit"), "{errors}");
+    assert!(errors.contains("step \"r30\": unless: unknown event type \"application.filed\""), "{errors}");
+    assert!(errors.contains("cancel[0].events: unknown event type \"document.renewed\""), "{errors}");
+    assert!(errors.contains("bad.toml"), "{errors}");
+}
+
+#[tokio::test]
+async fn the_shipped_library_passes_its_own_test_cases() {
+    let root = support::root();
+    let rules = Arc::new(RuleSet::load(&root.join("life-events"), &root.join("rules")).expect("the library loads"));
+    let files = rule_tests::find_test_files(&root.join("rules"));
+    let ids: Vec<String> = rules.situations.iter().map(|d| d.id.clone()).collect();
+    for id in &ids {
+        let file = root.join("rules").join(id).join(format!("{id}.test.yaml"));
+        assert!(files.contains(&file), "{id} has test cases at {}", file.display());
+    }
+    let results = rule_tests::run_files(rules, &files).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{}: {}\n    {}", r.file, r.name, r.failures.join("\n    ")))
+        .collect();
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
+    assert!(results.len() >= 3 * ids.len(), "at least three cases per life situation");
+}
+
+#[tokio::test]
+async fn a_test_case_that_expects_the_wrong_thing_fails_with_a_readable_diff() {
+    let (dir, rules) =
+        rule_dir(&[("reminders.toml", definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))]);
+    let file = dir.path().join("reminders.test.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+- name: expects a notice on the wrong day
+  given:
+    events:
+      - {{ at: "2026-12-01T10:00:00+02:00", source: pmlp, type: document.issued, subject: "{PERSON}",
+          data: {{ document: passport, number: LV1, issued: 2026-12-01, expires: 2027-03-01 }} }}
+  until: 2026-12-31
+  expect:
+    notices:
+      - {{ to: "{PERSON}", template: remind, step: issued, on: 2026-12-02 }}
+      - {{ to: "{PERSON}", template: remind, step: after14, on: 2026-12-15 }}
+"#
+        ),
+    )
+    .unwrap();
+    let results = rule_tests::run_files(rules.clone(), std::slice::from_ref(&file)).await;
+    let f = results[0].failures.join("\n");
+    assert!(f.contains("missing notice: to 150394-11002 template remind step issued on 2026-12-02"), "{f}");
+    assert!(f.contains("unexpected notice: { to: 150394-11002, template: remind, step: issued, on: 2026-12-01"), "{f}");
+    assert!(!f.contains("step after14 on"), "the right expectation matched: {f}");
+
+    std::fs::write(&file, "- name: x\n  expect: { notices: [ { to: 1 } ] }\n  bogus: 1\n").unwrap();
+    let results = rule_tests::run_files(rules, std::slice::from_ref(&file)).await;
+    let f = results[0].failures.join("\n");
+    assert!(f.contains("reminders.test.yaml:"), "the file and line are named: {f}");
+}
