@@ -293,6 +293,11 @@ impl<'a> Eval<'a> {
                 self.end_case(&id, "the person it is about died");
                 continue;
             }
+            // The same fact again (a correction under a new change id) is
+            // its own case's trigger, not a reason to end it.
+            if d.trigger.events.contains(&e.event_type) && d.fact_for(&e.subject, &e.event_type, &e.data) == c.fact {
+                continue;
+            }
             let trigger_data = self.triggers.get(&c.trigger_seq).map(|t| t.data.clone());
             let cancel = d.cancel.iter().find(|k| {
                 k.events.contains(&e.event_type)

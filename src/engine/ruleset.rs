@@ -188,30 +188,37 @@ impl RuleSet {
     /// version (active or shadow) in force on the trigger date, the highest
     /// if versions overlap. The trigger date is the event's day; for a
     /// definition whose steps count from an anchor date (school age from a
-    /// birth years ago), it is the day the fact arrives.
+    /// birth years ago), it is the day the fact arrives. An event from before
+    /// any version was in force is judged by the version in force on arrival
+    /// (which then records why an old event starts nothing).
     pub fn triggered_by<'a>(
         &'a self,
         event_type: &str,
         day: NaiveDate,
         arrival: NaiveDate,
     ) -> impl Iterator<Item = &'a LifeSituation> {
-        let running: Vec<&LifeSituation> = self
+        let candidates: Vec<&LifeSituation> = self
             .by_type
             .get(event_type)
             .into_iter()
             .flatten()
             .map(|&i| &self.situations[i])
-            .filter(move |d| {
-                let on = if d.trigger.anchor.is_some() { arrival } else { day };
-                matches!(d.status, Status::Active | Status::Shadow) && d.in_force_on(on)
+            .filter(|d| matches!(d.status, Status::Active | Status::Shadow))
+            .collect();
+        let mut ids: Vec<&str> = candidates.iter().map(|d| d.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let pick = |id: &str, on: NaiveDate| {
+            candidates.iter().filter(|d| d.id == id && d.in_force_on(on)).max_by_key(|d| d.version).copied()
+        };
+        let chosen: Vec<&LifeSituation> = ids
+            .into_iter()
+            .filter_map(|id| {
+                let anchored = candidates.iter().any(|d| d.id == id && d.trigger.anchor.is_some());
+                if anchored { pick(id, arrival) } else { pick(id, day).or_else(|| pick(id, arrival)) }
             })
             .collect();
-        let keep: Vec<&LifeSituation> = running
-            .iter()
-            .filter(|d| !running.iter().any(|o| o.id == d.id && o.version > d.version))
-            .copied()
-            .collect();
-        keep.into_iter()
+        chosen.into_iter()
     }
 
     /// Whether events of this type may concern open cases (cancel, unless, on).

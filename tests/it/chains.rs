@@ -398,3 +398,80 @@ async fn a_test_case_that_expects_the_wrong_thing_fails_with_a_readable_diff() {
     let f = results[0].failures.join("\n");
     assert!(f.contains("reminders.test.yaml:"), "the file and line are named: {f}");
 }
+
+#[tokio::test]
+async fn a_corrected_expiry_date_moves_the_waiting_steps() {
+    let (_dir, rules) =
+        rule_dir(&[("reminders.toml", definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))]);
+    let t = support::sqlite().await;
+    let clock = Clock::manual(at("2026-12-01T10:00:00+02:00"));
+    let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 100);
+    ingest(&t.db, &rules, &[document("d1", PERSON, "LV1", "2026-12-01", "2027-03-01")], clock.now()).await;
+    engine.run_all_due(&|| false).await.unwrap();
+    // The register corrects the same document's expiry under a new change id: same fact, same case.
+    ingest(&t.db, &rules, &[document("d1-fix", PERSON, "LV1", "2026-12-01", "2027-06-01")], clock.now()).await;
+    engine.run_all_due(&|| false).await.unwrap();
+    let cases = t.db.cases_of_subject(PERSON).await.unwrap();
+    assert_eq!(cases.len(), 1, "one case per document");
+    assert_eq!(
+        cases[0].plan["r30"].due,
+        at("2027-05-02T09:00:00+03:00").timestamp_millis(),
+        "30 days before the new date"
+    );
+    assert_eq!(
+        cases[0].plan["after14"].due,
+        at("2026-12-15T10:00:00+02:00").timestamp_millis(),
+        "counts from the event"
+    );
+    let outcomes = t.db.event_outcomes().await.unwrap();
+    assert!(outcomes.iter().any(|o| o.outcome == "rescheduled" && o.detail.contains("2027-06-01")), "{outcomes:?}");
+    clock.set(at("2027-02-15T12:00:00+02:00"));
+    engine.run_all_due(&|| false).await.unwrap();
+    assert!(steps(&t.db).await.iter().all(|(s, _)| s != "r30"), "nothing fires on the stale date");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_twelve_year_old_birth_record_starts_no_birth_chain_but_schedules_what_is_still_ahead() {
+    let root = support::root();
+    let rules = Arc::new(RuleSet::load(&root.join("life-events"), &root.join("rules")).unwrap());
+    let t = support::sqlite().await;
+    let now = at("2026-12-01T10:00:00+02:00");
+    let child = "150614-20001";
+    let backfill = support::birth("old", child, Some("150394-11002"), None, "2014-06-15");
+    ingest(&t.db, &rules, &[backfill], now).await;
+    let engine = Engine::new(t.db.clone(), rules.clone(), Clock::manual(now), 100);
+    engine.run_all_due(&|| false).await.unwrap();
+    let cases = t.db.cases_of_subject(child).await.unwrap();
+    let kinds: Vec<&str> = cases.iter().map(|c| c.life_situation.as_str()).collect();
+    assert!(!kinds.contains(&"birth"), "{kinds:?}");
+    assert!(kinds.contains(&"coming_of_age") && kinds.contains(&"pension_age"), "{kinds:?}");
+    let outcomes = t.db.event_outcomes().await.unwrap();
+    let birth =
+        outcomes.iter().find(|o| o.life_situation == "birth").expect("the birth chain says why it did not start");
+    assert!(birth.detail.contains("max_age"), "{}", birth.detail);
+    let school = outcomes.iter().find(|o| o.life_situation == "school_age").expect("school age says why");
+    assert!(school.detail.contains("was due 2020"), "{}", school.detail);
+    let adult = cases.iter().find(|c| c.life_situation == "coming_of_age").unwrap();
+    assert!(adult.plan.values().all(|p| p.due > now.timestamp_millis()), "its 18th birthday is ahead");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_shadow_definition_records_what_it_would_send_and_sends_nothing() {
+    let shadow = definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS)
+        .replace("status = \"active\"", "status = \"shadow\"");
+    let (dir, rules) = rule_dir(&[("reminders.toml", shadow)]);
+    let t = support::sqlite().await;
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = support::config(&t.url, out.path());
+    cfg.paths.life_events = dir.path().join("life-events");
+    cfg.paths.rules = dir.path().join("rules");
+    let app = proactive::app::App::open(cfg, Clock::manual(at("2026-12-01T10:00:00+02:00"))).await.unwrap();
+    ingest(&app.db, &rules, &[document("d1", PERSON, "LV1", "2026-12-01", "2027-03-01")], app.clock.now()).await;
+    let r = app.engine().run_all_due(&|| false).await.unwrap();
+    assert_eq!(r.notices, 1);
+    assert_eq!(app.delivery().run_until_idle().await.unwrap().claimed, 0, "nothing is sent");
+    assert_eq!(steps(&app.db).await, [("issued".to_string(), "shadow".to_string())]);
+    t.cleanup().await;
+}
