@@ -170,8 +170,11 @@ pub enum SmtpTls {
 pub struct LinksConfig {
     /// Base of a draft application's link; the draft reference is appended.
     pub drafts: String,
-    /// Base of the one-click unsubscribe link; the notice id is appended.
+    /// Base of the one-click unsubscribe link; the token (notice id and its HMAC) is appended.
     pub unsubscribe: String,
+    /// The environment variable holding the key of unsubscribe tokens; without
+    /// it a fixed development key is used (and a warning logged).
+    pub unsubscribe_secret_env: Option<String>,
 }
 
 impl Default for Config {
@@ -257,6 +260,7 @@ impl Default for LinksConfig {
         LinksConfig {
             drafts: "https://www.latvija.gov.lv/proactive/drafts/".into(),
             unsubscribe: "http://127.0.0.1:8080/unsubscribe/".into(),
+            unsubscribe_secret_env: None,
         }
     }
 }

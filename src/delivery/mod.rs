@@ -6,7 +6,9 @@
 
 pub mod channels;
 pub mod email;
+pub mod segments;
 pub mod templates;
+pub mod unsubscribe;
 
 use std::sync::Arc;
 
