@@ -3,11 +3,13 @@
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
 //! say why beside them.
 
+mod delivery_extra;
 mod events;
 mod outbox;
 mod profiles;
 mod snapshot;
 
+pub use delivery_extra::AttemptRow;
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, CaseRow, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow};
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
