@@ -40,7 +40,8 @@ impl App {
     pub async fn open(cfg: Config, clock: Clock) -> Result<App> {
         let rules = Arc::new(load_rules(&cfg)?);
         let db = Db::open(&cfg.database.url, cfg.database.max_connections).await?;
-        let channels = Arc::new(Channels::from_config(&cfg.channels).context("invalid channel configuration")?);
+        let channels =
+            Arc::new(Channels::from_config(&cfg.channels, &cfg.links).context("invalid channel configuration")?);
         Ok(App { cfg, db, rules, clock, channels })
     }
 

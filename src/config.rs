@@ -88,6 +88,9 @@ pub struct DeliveryConfig {
     pub backoff_base_ms: i64,
     /// Longest retry delay.
     pub backoff_max_ms: i64,
+    /// Notices of one claimed batch sent at the same time (gateways answer in
+    /// milliseconds, so one at a time leaves the worker waiting on the network).
+    pub concurrency: usize,
 }
 
 /// The engine's clock: the machine's, or a virtual one for rehearsals and the demo.
@@ -126,6 +129,24 @@ pub enum ChannelConfig {
     },
     /// Email over SMTP.
     Smtp(SmtpConfig),
+    /// The e-address or SMS gateway over HTTP (CONTRACTS.md §4–5).
+    Http(GatewayConfig),
+}
+
+/// An HTTP gateway: the e-address (CONTRACTS.md §4) or SMS (§5).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Base URL; `/messages` (e-address) or `/sms` is appended.
+    pub base_url: String,
+    /// The environment variable holding the bearer token.
+    pub token_env: Option<String>,
+    /// Seconds before a request (connect, send, answer) times out.
+    pub timeout_secs: u64,
+    /// SMS only: most segments one message may take; longer texts are shortened at a word.
+    pub max_segments: u32,
+    /// SMS only: the environment variable holding the secret delivery reports carry.
+    pub callback_secret_env: Option<String>,
 }
 
 /// An SMTP relay.
@@ -150,6 +171,8 @@ pub struct SmtpConfig {
     pub pool_size: u32,
     /// Seconds before a command times out.
     pub timeout_secs: u64,
+    /// Keep connections open between messages; `false` opens one per message.
+    pub pool: bool,
 }
 
 /// STARTTLS policy.
@@ -170,8 +193,11 @@ pub enum SmtpTls {
 pub struct LinksConfig {
     /// Base of a draft application's link; the draft reference is appended.
     pub drafts: String,
-    /// Base of the one-click unsubscribe link; the notice id is appended.
+    /// Base of the one-click unsubscribe link; the token (notice id and its HMAC) is appended.
     pub unsubscribe: String,
+    /// The environment variable holding the key of unsubscribe tokens; without
+    /// it a fixed development key is used (and a warning logged).
+    pub unsubscribe_secret_env: Option<String>,
 }
 
 impl Default for Config {
@@ -222,6 +248,7 @@ impl Default for DeliveryConfig {
             lease_secs: 120,
             backoff_base_ms: 2_000,
             backoff_max_ms: 3_600_000,
+            concurrency: 32,
         }
     }
 }
@@ -248,6 +275,19 @@ impl Default for SmtpConfig {
             message_id_domain: "proactive.invalid".into(),
             pool_size: 4,
             timeout_secs: 30,
+            pool: true,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            base_url: String::new(),
+            token_env: None,
+            timeout_secs: 10,
+            max_segments: 3,
+            callback_secret_env: None,
         }
     }
 }
@@ -257,6 +297,7 @@ impl Default for LinksConfig {
         LinksConfig {
             drafts: "https://www.latvija.gov.lv/proactive/drafts/".into(),
             unsubscribe: "http://127.0.0.1:8080/unsubscribe/".into(),
+            unsubscribe_secret_env: None,
         }
     }
 }

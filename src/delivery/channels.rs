@@ -1,5 +1,6 @@
 //! The channels a notice can travel on, behind one interface: each takes an
-//! outgoing message and answers sent, retry later, or never.
+//! outgoing message and answers sent, retry later, never, or "not this
+//! recipient" (try the next channel).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,8 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::eaddress::EaddressClient;
 use super::email::EmailChannel;
-use crate::config::{ChannelConfig, ChannelsConfig};
+use super::sms::SmsClient;
+use crate::config::{ChannelConfig, ChannelsConfig, LinksConfig};
 use crate::engine::definitions::ChannelName;
 
 /// One message ready for a channel.
@@ -18,6 +21,8 @@ pub struct Outgoing {
     pub notice_id: String,
     /// Recipient's code (the e-address recipient).
     pub recipient: String,
+    /// The consent purpose it is sent under (part of the unsubscribe token).
+    pub purpose: String,
     /// Channel address: email, phone, or the code for the e-address.
     pub address: String,
     /// Subject line.
@@ -43,6 +48,9 @@ pub enum SendOutcome {
     Retry(String, Option<Duration>),
     /// Will never succeed as it is; dead-letter with the reason.
     Permanent(String),
+    /// This channel does not reach the recipient after all (e.g. no active
+    /// e-address account); try the next channel, or suppress with the reason.
+    Unreachable(String),
 }
 
 /// A channel's transport.
@@ -51,6 +59,10 @@ pub enum Transport {
     Email(EmailChannel),
     /// Any channel written as JSON files into a folder.
     File(FileSink),
+    /// The e-address gateway over HTTP.
+    Eaddress(EaddressClient),
+    /// The SMS gateway over HTTP.
+    Sms(SmsClient),
 }
 
 impl Transport {
@@ -59,6 +71,8 @@ impl Transport {
         match self {
             Transport::Email(e) => e.send(msg).await,
             Transport::File(f) => f.write_json(channel, msg).await,
+            Transport::Eaddress(e) => e.send(msg).await,
+            Transport::Sms(s) => s.send(msg).await,
         }
     }
 }
@@ -74,23 +88,27 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Builds the transports a configuration describes.
-    pub fn from_config(cfg: &ChannelsConfig) -> Result<Channels> {
+    /// Builds the transports a configuration describes; emails link to
+    /// `links.unsubscribe`. Fails naming the channel whose settings are wrong
+    /// or whose secret's variable is unset.
+    pub fn from_config(cfg: &ChannelsConfig, links: &LinksConfig) -> Result<Channels> {
         let email = match &cfg.email {
             ChannelConfig::Disabled => None,
-            ChannelConfig::Smtp(s) => Some(Transport::Email(EmailChannel::smtp(s)?)),
-            ChannelConfig::File { dir } => Some(Transport::Email(EmailChannel::file(dir, "proactive.invalid")?)),
-        };
-        let file_only = |name: &str, c: &ChannelConfig| -> Result<Option<Transport>> {
-            match c {
-                ChannelConfig::Disabled => Ok(None),
-                ChannelConfig::File { dir } => Ok(Some(Transport::File(FileSink::new(dir)?))),
-                ChannelConfig::Smtp(_) => {
-                    anyhow::bail!("channels.{name}: kind \"smtp\" is only for email; use \"file\"")
-                }
+            ChannelConfig::Smtp(s) => Some(Transport::Email(EmailChannel::smtp(s)?.with_unsubscribe(links)?)),
+            ChannelConfig::File { dir } => {
+                Some(Transport::Email(EmailChannel::file(dir, "proactive.invalid")?.with_unsubscribe(links)?))
             }
+            ChannelConfig::Http(_) => anyhow::bail!("channels.email: kind \"http\" is only for eaddress and sms"),
         };
-        Ok(Channels { email, eaddress: file_only("eaddress", &cfg.eaddress)?, sms: file_only("sms", &cfg.sms)? })
+        let eaddress = match &cfg.eaddress {
+            ChannelConfig::Http(g) => Some(Transport::Eaddress(EaddressClient::new(g, None)?)),
+            other => file_only("eaddress", other)?,
+        };
+        let sms = match &cfg.sms {
+            ChannelConfig::Http(g) => Some(Transport::Sms(SmsClient::new(g, None)?)),
+            other => file_only("sms", other)?,
+        };
+        Ok(Channels { email, eaddress, sms })
     }
 
     /// The transport of `channel`, if configured.
@@ -100,6 +118,17 @@ impl Channels {
             ChannelName::Eaddress => self.eaddress.as_ref(),
             ChannelName::Sms => self.sms.as_ref(),
         }
+    }
+}
+
+fn file_only(name: &str, c: &ChannelConfig) -> Result<Option<Transport>> {
+    match c {
+        ChannelConfig::Disabled => Ok(None),
+        ChannelConfig::File { dir } => Ok(Some(Transport::File(FileSink::new(dir)?))),
+        ChannelConfig::Smtp(_) => {
+            anyhow::bail!("channels.{name}: kind \"smtp\" is only for email; use \"http\" or \"file\"")
+        }
+        ChannelConfig::Http(_) => anyhow::bail!("channels.{name}: kind \"http\" is not handled here"),
     }
 }
 
@@ -142,5 +171,50 @@ impl FileSink {
         };
         let bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
         self.write(&m.notice_id, "json", &bytes).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, GatewayConfig};
+
+    fn parse(toml_text: &str) -> Config {
+        toml::from_str(toml_text).expect("parses")
+    }
+
+    #[test]
+    fn http_gateways_parse_with_their_defaults() {
+        let cfg = parse(
+            "[channels.eaddress]\nkind = \"http\"\nbase_url = \"https://eadrese.example.lv/api\"\n\
+             [channels.sms]\nkind = \"http\"\nbase_url = \"https://sms.example.lv\"\nmax_segments = 2\n\
+             token_env = \"PROACTIVE_SMS_TOKEN\"\ncallback_secret_env = \"PROACTIVE_SMS_CALLBACK_SECRET\"\n",
+        );
+        let ChannelConfig::Http(e) = &cfg.channels.eaddress else { panic!("{:?}", cfg.channels.eaddress) };
+        assert_eq!(
+            (e.base_url.as_str(), e.timeout_secs, e.token_env.as_deref()),
+            ("https://eadrese.example.lv/api", 10, None)
+        );
+        let ChannelConfig::Http(s) = &cfg.channels.sms else { panic!("{:?}", cfg.channels.sms) };
+        assert_eq!(s.max_segments, 2);
+        assert_eq!(s.token_env.as_deref(), Some("PROACTIVE_SMS_TOKEN"));
+        assert_eq!(GatewayConfig::default().max_segments, 3);
+    }
+
+    #[test]
+    fn a_named_but_unset_secret_or_a_missing_url_is_an_error_naming_it() {
+        let links = LinksConfig::default();
+        let cfg = parse(
+            "[channels.email]\nkind = \"disabled\"\n[channels.sms]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:1\"\n\
+             token_env = \"PROACTIVE_TEST_SURELY_UNSET_TOKEN\"\n",
+        );
+        let err = Channels::from_config(&cfg.channels, &links).err().expect("an error").to_string();
+        assert!(err.contains("PROACTIVE_TEST_SURELY_UNSET_TOKEN"), "{err}");
+        let cfg = parse("[channels.email]\nkind = \"disabled\"\n[channels.eaddress]\nkind = \"http\"\n");
+        let err = Channels::from_config(&cfg.channels, &links).err().expect("an error").to_string();
+        assert!(err.contains("channels.eaddress") && err.contains("base_url"), "{err}");
+        let cfg = parse("[channels.email]\nkind = \"http\"\nbase_url = \"http://x\"\n");
+        let err = Channels::from_config(&cfg.channels, &links).err().expect("an error").to_string();
+        assert!(err.contains("channels.email"), "{err}");
     }
 }

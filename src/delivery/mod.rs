@@ -5,12 +5,19 @@
 //! dead-lettered where an operator can see it.
 
 pub mod channels;
+pub mod eaddress;
 pub mod email;
+mod gateway;
+pub mod segments;
+pub mod sms;
 pub mod templates;
+pub mod unsubscribe;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
+use futures_util::StreamExt;
 use rand::RngExt;
 
 pub use channels::{Channels, Outgoing, SendOutcome};
@@ -19,6 +26,8 @@ use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::consent::{Route, route};
 use crate::engine::LiveRules;
+use crate::engine::definitions::{ChannelName, LifeSituation};
+use crate::engine::profile::Profile;
 use crate::mask::mask_code;
 use crate::store::{ClaimedNotice, Db, NoticeState};
 
@@ -71,7 +80,9 @@ impl Delivery {
         Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link }
     }
 
-    /// Claims one batch of due notices and sends them.
+    /// Claims one batch of due notices and sends them, up to
+    /// `delivery.concurrency` at a time; each notice's outcome is recorded
+    /// on its own as soon as it is known.
     pub async fn run_round(&self) -> Result<RoundReport> {
         let now = self.clock.now_ms();
         let released = self.db.release_expired_leases(now).await?;
@@ -80,25 +91,45 @@ impl Delivery {
         }
         let claimed = self.db.claim_notices(now, self.cfg.batch_size, self.cfg.lease_secs * 1000).await?;
         let mut report = RoundReport { claimed: claimed.len(), ..RoundReport::default() };
-        for n in claimed {
-            let state = self.deliver(&n).await?;
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        // One look-up for the batch's recipients rather than one per notice.
+        let mut recipients: Vec<String> = claimed.iter().map(|n| n.recipient.clone()).collect();
+        recipients.sort();
+        recipients.dedup();
+        let profiles: HashMap<String, Profile> =
+            self.db.load_profiles(&recipients).await?.into_iter().map(|p| (p.subject.clone(), p)).collect();
+        let profiles = &profiles;
+        // Owned notices: a closure over borrowed ones would make the round's future not `Send`.
+        let mut states = futures_util::stream::iter(claimed)
+            .map(|n| async move { self.deliver(&n, profiles.get(&n.recipient)).await })
+            .buffer_unordered(self.cfg.concurrency.max(1));
+        // A store error stops the round, but only after the sends in flight have
+        // been recorded: their notices must not wait out their lease to be retried.
+        let mut first_err = None;
+        while let Some(state) = states.next().await {
             match state {
-                NoticeState::Sent => report.sent += 1,
-                NoticeState::Pending => report.retried += 1,
-                NoticeState::Dead => report.dead += 1,
-                _ => report.suppressed += 1,
+                Ok(NoticeState::Sent) => report.sent += 1,
+                Ok(NoticeState::Pending) => report.retried += 1,
+                Ok(NoticeState::Dead) => report.dead += 1,
+                Ok(_) => report.suppressed += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        if report.claimed > 0 {
-            tracing::info!(
-                claimed = report.claimed,
-                sent = report.sent,
-                retried = report.retried,
-                dead = report.dead,
-                suppressed = report.suppressed,
-                "delivery round"
-            );
+        if let Some(e) = first_err {
+            return Err(e);
         }
+        tracing::info!(
+            claimed = report.claimed,
+            sent = report.sent,
+            retried = report.retried,
+            dead = report.dead,
+            suppressed = report.suppressed,
+            "delivery round"
+        );
         Ok(report)
     }
 
@@ -114,7 +145,7 @@ impl Delivery {
         }
     }
 
-    async fn deliver(&self, n: &ClaimedNotice) -> Result<NoticeState> {
+    async fn deliver(&self, n: &ClaimedNotice, profile: Option<&Profile>) -> Result<NoticeState> {
         let now = self.clock.now_ms();
         let rules = self.rules.get();
         let Some(ls) = rules.get(&n.life_situation, n.version) else {
@@ -123,24 +154,101 @@ impl Delivery {
             return Ok(NoticeState::Dead);
         };
         let legal_effect = ls.steps.iter().any(|s| s.id == n.step && s.legal_effect);
-        let profile = self.db.load_profiles(std::slice::from_ref(&n.recipient)).await?.pop();
-        let (route, _) = route(&n.recipient, profile.as_ref(), ls, legal_effect, &|c| self.channels.get(c).is_some());
-        let (channel, address) = match route {
-            Route::Suppress(reason) => {
-                self.db.record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now).await?;
-                tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
-                return Ok(NoticeState::Suppressed);
-            }
-            Route::Send { channel, address } => (channel, address),
-        };
-        let lang = profile.as_ref().and_then(|p| p.language.clone()).unwrap_or_else(|| "lv".into());
+        // Channels that answered "not this recipient", with their reasons.
+        let mut unreachable: Vec<(ChannelName, String)> = Vec::new();
+        let mut msg: Option<Outgoing> = None;
+        loop {
+            let usable = |c: ChannelName| self.channels.get(c).is_some() && !unreachable.iter().any(|(u, _)| *u == c);
+            let (route, why) = route(&n.recipient, profile, ls, legal_effect, &usable);
+            let (channel, address) = match route {
+                Route::Suppress(reason) => {
+                    let reason = if unreachable.is_empty() {
+                        reason
+                    } else {
+                        // The route calls the channels it was told to skip "not configured"; say what they answered.
+                        let mut parts: Vec<String> =
+                            unreachable.iter().map(|(c, r)| format!("{}: {r}", c.as_str())).collect();
+                        parts.extend(
+                            why.into_iter().filter(|w| !unreachable.iter().any(|(c, _)| w.starts_with(c.as_str()))),
+                        );
+                        format!("no channel reaches the recipient ({})", parts.join("; "))
+                    };
+                    let now = self.clock.now_ms();
+                    self.db
+                        .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now)
+                        .await?;
+                    tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
+                    return Ok(NoticeState::Suppressed);
+                }
+                Route::Send { channel, address } => (channel, address),
+            };
+            let m = match msg.take() {
+                Some(m) => Outgoing { address, ..m },
+                None => match self.render(n, ls, profile, legal_effect, address).await? {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.db
+                            .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
+                            .await?;
+                        return Ok(NoticeState::Dead);
+                    }
+                },
+            };
+            let transport = self.channels.get(channel).expect("routing only picks configured channels");
+            let outcome = transport.send(channel, &m).await;
+            let now = self.clock.now_ms();
+            let ch = Some(channel.as_str());
+            let state = match outcome {
+                SendOutcome::Unreachable(reason) => {
+                    tracing::info!(notice = %n.id, channel = channel.as_str(), "channel does not reach the recipient; trying the next");
+                    self.db.record_unreachable(&n.id, channel.as_str(), &reason, now).await?;
+                    unreachable.push((channel, reason));
+                    msg = Some(m);
+                    continue;
+                }
+                SendOutcome::Sent(provider_id) => {
+                    self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
+                    NoticeState::Sent
+                }
+                SendOutcome::Permanent(err) => {
+                    tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
+                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                    NoticeState::Dead
+                }
+                SendOutcome::Retry(err, after) if n.attempts < self.cfg.max_attempts => {
+                    let wait = after.map(|d| d.as_millis() as i64).unwrap_or_else(|| self.backoff_ms(n.attempts));
+                    tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
+                    self.db
+                        .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now)
+                        .await?;
+                    NoticeState::Pending
+                }
+                SendOutcome::Retry(err, _) => {
+                    tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
+                    let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
+                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                    NoticeState::Dead
+                }
+            };
+            return Ok(state);
+        }
+    }
+
+    /// The notice's message in the recipient's language, addressed to
+    /// `address`; the inner `Err` is a template error (the notice is dead).
+    async fn render(
+        &self,
+        n: &ClaimedNotice,
+        ls: &LifeSituation,
+        profile: Option<&Profile>,
+        legal_effect: bool,
+        address: String,
+    ) -> Result<Result<Outgoing, String>> {
+        let lang = profile.and_then(|p| p.language.clone()).unwrap_or_else(|| "lv".into());
         let mut ctx = n.data.clone();
         if let Some(m) = ctx.as_object_mut() {
             m.insert("notice_id".into(), n.id.clone().into());
-            m.insert(
-                "recipient_name".into(),
-                profile.as_ref().and_then(|p| p.display_name()).unwrap_or_default().into(),
-            );
+            m.insert("recipient_name".into(), profile.and_then(|p| p.display_name()).unwrap_or_default().into());
             m.insert("life_situation".into(), serde_json::to_value(&ls.name).unwrap_or_default());
             m.insert("owner".into(), ls.owner.clone().into());
             m.insert("legal_basis".into(), ls.legal_basis.clone().into());
@@ -161,18 +269,14 @@ impl Delivery {
                 );
             }
         }
-        let rendered = match rules.templates.render(ls, &n.template, &lang, &ctx) {
+        let rendered = match self.rules.get().templates.render(ls, &n.template, &lang, &ctx) {
             Ok(r) => r,
-            Err(e) => {
-                self.db
-                    .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
-                    .await?;
-                return Ok(NoticeState::Dead);
-            }
+            Err(e) => return Ok(Err(e)),
         };
-        let msg = Outgoing {
+        Ok(Ok(Outgoing {
             notice_id: n.id.clone(),
             recipient: n.recipient.clone(),
+            purpose: n.purpose.clone(),
             address,
             subject: rendered.subject,
             text: rendered.text,
@@ -180,37 +284,7 @@ impl Delivery {
             sms: rendered.sms,
             legal_effect,
             language: rendered.language,
-        };
-        let transport = self.channels.get(channel).expect("routing only picks configured channels");
-        let outcome = transport.send(channel, &msg).await;
-        let now = self.clock.now_ms();
-        let ch = Some(channel.as_str());
-        let state = match outcome {
-            SendOutcome::Sent(provider_id) => {
-                self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
-                NoticeState::Sent
-            }
-            SendOutcome::Permanent(err) => {
-                tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
-                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
-                NoticeState::Dead
-            }
-            SendOutcome::Retry(err, after) if n.attempts < self.cfg.max_attempts => {
-                let wait = after.map(|d| d.as_millis() as i64).unwrap_or_else(|| self.backoff_ms(n.attempts));
-                tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
-                self.db
-                    .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now)
-                    .await?;
-                NoticeState::Pending
-            }
-            SendOutcome::Retry(err, _) => {
-                tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
-                let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
-                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
-                NoticeState::Dead
-            }
-        };
-        Ok(state)
+        }))
     }
 
     /// Exponential backoff with full jitter, capped.

@@ -4,12 +4,14 @@
 //! say why beside them.
 
 mod cases;
+mod delivery_extra;
 mod events;
 mod outbox;
 mod profiles;
 mod snapshot;
 
 pub use cases::{DraftLink, NoticeView};
+pub use delivery_extra::AttemptRow;
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};

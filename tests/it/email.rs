@@ -127,3 +127,44 @@ async fn an_unreachable_smtp_server_retries_and_loses_nothing() {
     assert!(pending[0].last_error.as_deref().unwrap().starts_with("SMTP"), "{:?}", pending[0].last_error);
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn emails_carry_a_one_click_unsubscribe_link_the_engine_can_verify() {
+    use proactive::delivery::unsubscribe::{DEV_KEY, token_notice_id, verify_unsubscribe_token};
+    let t = support::sqlite().await;
+    let smtp = SmtpServer::start();
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = support::fixture_config(&t.url, out.path());
+    cfg.channels.email = support::smtp(smtp.addr);
+    cfg.links.unsubscribe = "https://proactive.example.lv/unsubscribe/".into();
+    let app = App::open(cfg, support::demo_clock()).await.unwrap();
+    load(
+        &app,
+        &[
+            support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+            support::birth("b1", "321118-20001", Some(MOTHER), None, "2026-11-18"),
+        ],
+    )
+    .await;
+    assert_eq!(app.delivery().run_until_idle().await.unwrap().sent, 1);
+    let m = &smtp.messages()[0];
+    let parsed = mail_parser::MessageParser::default().parse(m.data.as_bytes()).unwrap();
+    let header = |name: &str| {
+        parsed.headers().iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| {
+            let raw = &m.data.as_bytes()[h.offset_start() as usize..h.offset_end() as usize];
+            String::from_utf8_lossy(raw).split_whitespace().collect::<String>()
+        })
+    };
+    assert_eq!(header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+    let link = header("List-Unsubscribe").expect("a List-Unsubscribe header");
+    let token = link
+        .strip_prefix("<https://proactive.example.lv/unsubscribe/")
+        .and_then(|l| l.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("{link}"));
+    let notice = &app.db.list_notices(Some("sent"), 10).await.unwrap()[0];
+    assert_eq!(token_notice_id(token), Some(notice.notice_id.as_str()));
+    assert!(verify_unsubscribe_token(DEV_KEY.as_bytes(), token, MOTHER, "birth"));
+    assert!(!verify_unsubscribe_token(DEV_KEY.as_bytes(), token, FATHER, "birth"));
+    assert!(!m.data.contains(MOTHER), "the personal code is not in the message");
+    t.cleanup().await;
+}

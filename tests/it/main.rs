@@ -1,15 +1,19 @@
 //! Integration tests: real SQLite files, real PostgreSQL (when
 //! `PROACTIVE_TEST_DATABASE_URL` is set), a real SMTP server over TCP and a
-//! change-feed server of the contract on a loopback port.
+//! change-feed server and e-address and SMS gateways of the contracts on
+//! loopback ports.
 
+mod gateways;
 mod support;
 
 mod chains;
 mod cli;
+mod eaddress;
 mod email;
 mod feed;
 mod ingest;
 mod restart;
 mod rules;
 mod schema;
+mod sms;
 mod snapshot;
