@@ -120,6 +120,7 @@ struct Eval<'a> {
     dirty: HashSet<String>,
     cases: HashMap<String, Case>,
     touched: Vec<String>,
+    touched_set: HashSet<String>,
     open_by_subject: HashMap<String, Vec<String>>,
     by_trigger: HashMap<i64, Vec<String>>,
     draft_case: HashMap<String, String>,
@@ -142,6 +143,7 @@ impl<'a> Eval<'a> {
             dirty: HashSet::new(),
             cases: HashMap::new(),
             touched: Vec::new(),
+            touched_set: HashSet::new(),
             open_by_subject: HashMap::new(),
             by_trigger: HashMap::new(),
             draft_case: HashMap::new(),
@@ -183,7 +185,8 @@ impl<'a> Eval<'a> {
     }
 
     fn touch(&mut self, id: &str) {
-        if !self.touched.iter().any(|t| t == id) {
+        if !self.touched_set.contains(id) {
+            self.touched_set.insert(id.to_string());
             self.touched.push(id.to_string());
         }
     }

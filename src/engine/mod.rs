@@ -102,8 +102,9 @@ impl Engine {
         if !listened.is_empty() {
             let subjects: Vec<String> = listened.iter().map(|e| e.subject.clone()).collect();
             cases.extend(self.db.open_cases_of(&subjects).await?);
+            let wanted: HashSet<&String> = subjects.iter().collect();
             cases.extend(
-                carry.cases.values().filter(|c| c.state == cases::OPEN && subjects.contains(&c.subject)).cloned(),
+                carry.cases.values().filter(|c| c.state == cases::OPEN && wanted.contains(&c.subject)).cloned(),
             );
             let refs: Vec<String> = listened
                 .iter()
@@ -113,11 +114,13 @@ impl Engine {
                 listened.iter().filter(|e| e.data.get("service_id").is_some()).map(|e| e.subject.clone()).collect();
             if !refs.is_empty() || !applicants.is_empty() {
                 let mut drafts = self.db.drafts_linked(&refs, &applicants).await?;
+                let (by_ref, by_applicant): (HashSet<&String>, HashSet<&String>) =
+                    (refs.iter().collect(), applicants.iter().collect());
                 drafts.extend(
                     carry
                         .drafts
                         .iter()
-                        .filter(|d| refs.contains(&d.reference) || applicants.contains(&d.applicant))
+                        .filter(|d| by_ref.contains(&d.reference) || by_applicant.contains(&d.applicant))
                         .cloned(),
                 );
                 case_ids.extend(drafts.iter().map(|d| d.case_id.clone()));

@@ -15,5 +15,6 @@ mod ingest;
 mod restart;
 mod rules;
 mod schema;
+mod serve;
 mod sms;
 mod snapshot;
