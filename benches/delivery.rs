@@ -39,6 +39,9 @@ enum Phase {
     Smtp { pool: bool },
 }
 
+#[global_allocator]
+static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let n = notices_wanted()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

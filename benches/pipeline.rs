@@ -64,6 +64,9 @@ const INGEST_CHUNK: usize = 5_000;
 /// How long the engine waits when it finds nothing pending while ingestion still runs.
 const ENGINE_IDLE_WAIT: Duration = Duration::from_millis(2);
 
+#[global_allocator]
+static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let n = events_wanted()?;
     let stages = std::env::var("PIPELINE_STAGES").map(|v| v != "0").unwrap_or(true);

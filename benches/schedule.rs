@@ -46,6 +46,9 @@ const DEFAULT_PEOPLE: usize = 200_000;
 const CHUNK: usize = 5_000;
 const START: &str = "2026-12-01T09:00:00+02:00";
 
+#[global_allocator]
+static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let n = people_wanted()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

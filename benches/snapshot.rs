@@ -44,6 +44,9 @@ use proactive::store::Db;
 
 const DEFAULT_ROWS: usize = 500_000;
 
+#[global_allocator]
+static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let n = rows_wanted()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -75,6 +75,18 @@ impl Clock {
         }
     }
 
+    /// How much of this clock's time passes during `real` real time: what a
+    /// wait that must last in real time (a retry, a `Retry-After`, a lease)
+    /// spans on a running virtual clock. A standing clock (tests, rule tests)
+    /// only moves when told, so there the wait is taken as clock time.
+    pub fn span_of_real(&self, real: std::time::Duration) -> chrono::Duration {
+        let virt = match &*self.0 {
+            Inner::Virtual { speed, .. } if *speed > 0.0 => real.mul_f64(*speed),
+            _ => real,
+        };
+        chrono::Duration::from_std(virt).unwrap_or(chrono::Duration::MAX)
+    }
+
     /// Moves a virtual clock forward by `by`.
     pub fn advance(&self, by: chrono::Duration) {
         self.set(self.now() + by);
@@ -106,6 +118,8 @@ mod tests {
         let c = Clock::virtual_from(Utc::now(), 86_400.0);
         assert_eq!(c.real_wait(chrono::Duration::days(2)), std::time::Duration::from_secs(2));
         assert_eq!(Clock::system().real_wait(chrono::Duration::seconds(5)), std::time::Duration::from_secs(5));
+        let day = c.span_of_real(std::time::Duration::from_secs(1));
+        assert_eq!(day, chrono::Duration::days(1), "a real second is a virtual day at that speed");
     }
 
     #[test]

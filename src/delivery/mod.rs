@@ -89,7 +89,9 @@ impl Delivery {
         if released > 0 {
             tracing::warn!(released, "notices whose worker stopped mid-send are queued again");
         }
-        let claimed = self.db.claim_notices(now, self.cfg.batch_size, self.cfg.lease_secs * 1000).await?;
+        // Leases and retry waits last in real time, whatever speed the clock runs at.
+        let lease = self.clock.span_of_real(std::time::Duration::from_secs(self.cfg.lease_secs.max(0) as u64));
+        let claimed = self.db.claim_notices(now, self.cfg.batch_size, lease.num_milliseconds()).await?;
         let mut report = RoundReport { claimed: claimed.len(), ..RoundReport::default() };
         if claimed.is_empty() {
             return Ok(report);
@@ -216,7 +218,9 @@ impl Delivery {
                     NoticeState::Dead
                 }
                 SendOutcome::Retry(err, after) if n.attempts < self.cfg.max_attempts => {
-                    let wait = after.map(|d| d.as_millis() as i64).unwrap_or_else(|| self.backoff_ms(n.attempts));
+                    let real =
+                        after.unwrap_or_else(|| std::time::Duration::from_millis(self.backoff_ms(n.attempts) as u64));
+                    let wait = self.clock.span_of_real(real).num_milliseconds();
                     tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
                     self.db
                         .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now)

@@ -96,6 +96,11 @@ impl Db {
                 // Derived ids (hashes) land anywhere in their indexes; a page
                 // cache of 64 MiB a connection keeps those inserts off the disk.
                 .pragma("cache_size", "-65536")
+                // Checkpoint every ~160 MiB of WAL rather than SQLite's 4 MiB:
+                // batch commits touch the same index pages again and again, and
+                // each checkpoint copies them back into the database (measured
+                // by the schedule bench: a quarter less time per event).
+                .pragma("wal_autocheckpoint", "40000")
                 .foreign_keys(false);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(2))
