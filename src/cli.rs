@@ -190,6 +190,14 @@ pub enum OutboxCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Puts dead-lettered notices back in the queue (after the cause was fixed).
+    Replay {
+        /// Notice ids to replay.
+        ids: Vec<String>,
+        /// Replay every dead notice.
+        #[arg(long, conflicts_with = "ids")]
+        all_dead: bool,
+    },
 }
 
 /// Output formats of listing commands.
@@ -343,6 +351,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cases { command: CasesCommand::Show { subject } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
             crate::engine::commands::show_cases(&db, &subject).await?;
+        }
+        Command::Outbox { command: OutboxCommand::Replay { ids, all_dead } } => {
+            if ids.is_empty() && !all_dead {
+                anyhow::bail!("name the notices to replay, or say --all-dead");
+            }
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            let want = (!all_dead).then_some(ids.as_slice());
+            let replayed = db.replay_dead(want, clock.now_ms()).await?;
+            for id in want.unwrap_or_default().iter().filter(|i| !replayed.contains(i)) {
+                eprintln!("not replayed: {id} is not a dead notice");
+            }
+            println!("{} dead notices queued again", replayed.len());
+            if want.is_some_and(|w| w.len() != replayed.len()) {
+                return Ok(ExitCode::from(2));
+            }
         }
         Command::Outbox { command: OutboxCommand::List { state, limit, format } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;

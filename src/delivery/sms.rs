@@ -53,6 +53,12 @@ impl SmsClient {
         segments::fit(&m.sms, self.max_segments)
     }
 
+    /// The same client with `secret` as the callback secret (tests, embedding).
+    pub fn with_callback_secret(mut self, secret: &str) -> SmsClient {
+        self.callback_secret = Some(secret.to_string());
+        self
+    }
+
     /// Whether a delivery report's `Authorization` header carries the callback secret.
     pub fn callback_authorized(&self, authorization: Option<&str>) -> bool {
         use subtle::ConstantTimeEq;

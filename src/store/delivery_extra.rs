@@ -60,3 +60,123 @@ impl Db {
         }))
     }
 }
+
+/// What a gateway said of a message after accepting it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiptRow {
+    /// The notice.
+    pub notice_id: String,
+    /// `sms` or `eaddress`.
+    pub channel: String,
+    /// The gateway's id of the message.
+    pub provider_id: Option<String>,
+    /// `delivered`, `failed`, `read`, …
+    pub status: String,
+    /// The gateway's error or remark.
+    pub detail: Option<String>,
+}
+
+impl Db {
+    /// Records a receipt; a `failed` one also dead-letters a notice that was
+    /// sent, with the gateway's reason, so an operator sees and can replay it.
+    /// Returns false when no notice has that id.
+    pub async fn record_receipt(&self, r: &ReceiptRow, now_ms: i64) -> Result<bool> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let known = sqlx::query("SELECT state FROM notices WHERE id = $1").bind(&r.notice_id).fetch_optional(&mut *tx).await?;
+            if known.is_none() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO receipts (notice_id, channel, provider_id, status, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&r.notice_id)
+            .bind(&r.channel)
+            .bind(&r.provider_id)
+            .bind(&r.status)
+            .bind(&r.detail)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            if r.status == "failed" {
+                let why = format!("{} delivery report: failed{}", r.channel, r.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default());
+                sqlx::query("UPDATE notices SET state = 'dead', last_error = $2 WHERE id = $1 AND state = 'sent'")
+                    .bind(&r.notice_id)
+                    .bind(why)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            true
+        }))
+    }
+
+    /// A notice's receipts, oldest first.
+    pub async fn receipts(&self, notice_id: &str) -> Result<Vec<ReceiptRow>> {
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT notice_id, channel, provider_id, status, detail FROM receipts WHERE notice_id = $1 ORDER BY id",
+            )
+            .bind(notice_id)
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(ReceiptRow {
+                        notice_id: r.try_get("notice_id")?,
+                        channel: r.try_get("channel")?,
+                        provider_id: r.try_get("provider_id")?,
+                        status: r.try_get("status")?,
+                        detail: r.try_get("detail")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }))
+    }
+
+    /// Puts dead notices back in the queue, with a fresh count of attempts:
+    /// the given ids, or every dead one. Returns the ids replayed.
+    pub async fn replay_dead(&self, ids: Option<&[String]>, now_ms: i64) -> Result<Vec<String>> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rows = sqlx::query("SELECT id FROM notices WHERE state = 'dead' ORDER BY id").fetch_all(&mut *tx).await?;
+            let mut replayed = Vec::new();
+            for r in rows {
+                let id: String = r.try_get("id")?;
+                if ids.is_some_and(|want| !want.contains(&id)) {
+                    continue;
+                }
+                sqlx::query(
+                    "UPDATE notices SET state = 'pending', attempts = 0, available_at = $2, lease_until = NULL WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
+                     VALUES ($1, 'outbox', $2, 'replayed', NULL, 'replayed by an operator')",
+                )
+                .bind(&id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                replayed.push(id);
+            }
+            tx.commit().await?;
+            replayed
+        }))
+    }
+}
+
+impl Db {
+    /// A notice's recipient, purpose and the channel it went on, by id.
+    pub async fn notice_brief(&self, id: &str) -> Result<Option<(String, String, Option<String>)>> {
+        Ok(on_pool!(self, pool => {
+            match sqlx::query("SELECT recipient, purpose, channel FROM notices WHERE id = $1").bind(id).fetch_optional(pool).await? {
+                None => None,
+                Some(r) => Some((r.try_get("recipient")?, r.try_get("purpose")?, r.try_get("channel")?)),
+            }
+        }))
+    }
+}

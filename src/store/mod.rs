@@ -11,7 +11,7 @@ mod profiles;
 mod snapshot;
 
 pub use cases::{DraftLink, NoticeView};
-pub use delivery_extra::AttemptRow;
+pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};

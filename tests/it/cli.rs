@@ -88,3 +88,19 @@ fn an_unknown_configuration_key_is_named() {
     assert!(!out.status.success());
     assert!(err.contains("pool"), "{err}");
 }
+
+#[test]
+fn replay_needs_notices_to_name_and_says_which_were_not_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("r.db").display());
+    let run = |args: &[&str]| proactive().env("PROACTIVE_DATABASE__URL", &url).args(args).output().unwrap();
+    let out = run(&["outbox", "replay"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--all-dead"));
+    let out = run(&["outbox", "replay", "no-such-notice"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-notice is not a dead notice"));
+    let out = run(&["outbox", "replay", "--all-dead"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 dead notices queued again"));
+}
