@@ -40,6 +40,13 @@ impl App {
     pub async fn open(cfg: Config, clock: Clock) -> Result<App> {
         let rules = Arc::new(load_rules(&cfg)?);
         let db = Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+        // A virtual clock only moves forward, across restarts too: it resumes
+        // at the last moment the store recorded when that is past its start.
+        if cfg.clock.start.is_some()
+            && let Some(last) = db.last_seen_ms().await?
+        {
+            clock.set(crate::clock::from_ms(last));
+        }
         let channels =
             Arc::new(Channels::from_config(&cfg.channels, &cfg.links).context("invalid channel configuration")?);
         Ok(App { cfg, db, rules, clock, channels })

@@ -500,7 +500,8 @@ impl<'a> Eval<'a> {
     /// Runs one step's rule and applies its decisions; a failure is recorded
     /// against the event and marks a timed step failed. Returns whether it ran.
     fn run_step(&mut self, d: &LifeSituation, cid: &str, step: &Step, e: &EventRow, due_ms: i64) -> bool {
-        let Some(c) = self.cases.get(cid) else { return false };
+        // A step earlier in this pass may have closed the case (close(), a cancel).
+        let Some(c) = self.cases.get(cid).filter(|c| c.state == cases::OPEN) else { return false };
         let trigger = self.triggers.get(&c.trigger_seq).map(event_dynamic).unwrap_or(Dynamic::UNIT);
         let input = RuleInput {
             event: event_dynamic(e),

@@ -124,6 +124,21 @@ impl Db {
         }))
     }
 
+    /// The latest moment the store has recorded (an event received, a case
+    /// changed, a delivery attempted), so that a virtual clock resumes there
+    /// after a restart instead of going back to its configured start.
+    pub async fn last_seen_ms(&self) -> Result<Option<i64>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "SELECT MAX(t) AS t FROM (SELECT MAX(received_at) AS t FROM events \
+                 UNION ALL SELECT MAX(updated_at) FROM cases UNION ALL SELECT MAX(attempted_at) FROM deliveries) x",
+            )
+            .fetch_one(pool)
+            .await?
+            .try_get::<Option<i64>, _>("t")?
+        }))
+    }
+
     /// Number of cases with a pending timed step (the timer backlog).
     pub async fn pending_timer_count(&self) -> Result<i64> {
         Ok(on_pool!(self, pool => {

@@ -9,6 +9,7 @@ mod support;
 mod callbacks;
 mod chains;
 mod cli;
+mod crash;
 mod eaddress;
 mod email;
 mod feed;

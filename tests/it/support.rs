@@ -208,7 +208,8 @@ impl SmtpServer {
         let fail = Arc::new(Mutex::new(Vec::new()));
         let handler = Collector { sink: received.clone(), to: Vec::new(), buf: Vec::new(), fail: fail.clone() };
         let mut server = mailin_embedded::Server::new(handler);
-        server.with_name("test.smtp").with_num_threads(2).with_tcp_listener(listener);
+        // As many threads as a pool of clients may hold connections, like a real relay.
+        server.with_name("test.smtp").with_num_threads(16).with_tcp_listener(listener);
         std::thread::spawn(move || {
             let _ = server.serve();
         });

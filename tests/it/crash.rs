@@ -1,0 +1,180 @@
+//! Exactly-once effect across crashes: `proactive serve` processes and
+//! delivers a few hundred births to an e-address fake and a real SMTP
+//! server, and is killed with SIGKILL at random moments several times; after
+//! the last restart every notice has arrived, the e-address fake has seen
+//! every message under one idempotency key, and email was resent at most
+//! once per kill (CONTRACTS.md §6), always with the same Message-ID.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+
+use super::gateways::{GatewayFake, Kind};
+use super::support::{self, SmtpServer};
+
+fn proactive(config: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_proactive"));
+    c.current_dir(support::root()).env_remove("PROACTIVE_CONFIG").arg("--config").arg(config);
+    c.env("PROACTIVE_LOG", "error").env("CRASH_TEST_TOKEN", "t");
+    c
+}
+
+/// Notices by state, from the outbox listing.
+fn states(config: &std::path::Path) -> Vec<(String, String, Option<String>)> {
+    let out = proactive(config).args(["outbox", "list", "--format", "json", "--limit", "100000"]).output().unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    rows.iter()
+        .map(|r| {
+            (
+                r["notice_id"].as_str().unwrap_or_default().to_string(),
+                r["state"].as_str().unwrap_or_default().to_string(),
+                r["channel"].as_str().map(String::from),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
+    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let kills: usize = std::env::var("CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let births: usize = 300;
+    eprintln!("crash test: seed {seed}, {kills} kills, {births} births");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let fake = GatewayFake::start(Kind::Eaddress).await;
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proactive.toml");
+    let q = |p: &std::path::Path| toml::Value::String(p.display().to_string()).to_string();
+    std::fs::create_dir_all(dir.path().join("no-connectors")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = {db}\n[paths]\nlife_events = {le}\nrules = {rules}\nconnectors = {conn}\n\
+             [delivery]\nlease_secs = 1\nbatch_size = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 200\npoll_interval_ms = 20\n\
+             [engine]\nbatch_size = 50\npoll_interval_ms = 20\n\
+             [channels.eaddress]\nkind = \"http\"\nbase_url = \"{ea}\"\ntoken_env = \"CRASH_TEST_TOKEN\"\ntimeout_secs = 2\n\
+             [channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nmessage_id_domain = \"crash.test\"\npool_size = 1\n\
+             [channels.sms]\nkind = \"disabled\"\n",
+            db = toml::Value::String(format!("sqlite://{}", dir.path().join("p.db").display())),
+            le = q(&support::root().join("tests/fixtures/life-events")),
+            rules = q(&support::root().join("tests/fixtures/rules")),
+            conn = q(&dir.path().join("no-connectors")),
+            ea = fake.url,
+            port = smtp.addr.port(),
+        ),
+    )
+    .unwrap();
+
+    // Mothers with an active e-address, fathers with only an email: one notice each per birth.
+    // The first valid code at or after `serial` (a check digit of 10 has no code).
+    let code = |day: chrono::NaiveDate, serial: &mut u16| loop {
+        *serial += 1;
+        if let Some(c) = proactive::events::codes::valid_test_personal_code(day, *serial) {
+            return c;
+        }
+    };
+    let mut lines = Vec::new();
+    // Born three days ago on the machine's clock, so the births are fresh whenever the test runs.
+    let born = chrono::Utc::now().date_naive() - chrono::Duration::days(3);
+    let mut child_serial = 0;
+    for i in 0..births {
+        let day = chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap() + chrono::Duration::days(i as i64);
+        let mother = code(day, &mut 100);
+        let father = code(day, &mut 200);
+        let child = code(born, &mut child_serial);
+        lines.push(serde_json::json!({
+            "source": "eadrese", "id": format!("ea{i}"), "type": "eaddress.activated", "subject": mother,
+            "occurred_at": "2026-11-01T10:00:00+02:00", "data": {}
+        }));
+        lines.push(support::contact(&format!("c{i}"), &father, Some(&format!("father{i}@example.lv")), None, "lv"));
+        lines.push(support::birth(&format!("b{i}"), &child, Some(&mother), Some(&father), &born.to_string()));
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, lines.iter().map(|l| l.to_string() + "\n").collect::<String>()).unwrap();
+    let import = proactive(&config).args(["events", "import"]).arg(&events).output().unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+
+    let spawn = || {
+        proactive(&config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for k in 0..kills {
+        let mut child = spawn();
+        let wait = Duration::from_millis(rng.random_range(150..900));
+        tokio::time::sleep(wait).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        eprintln!("  kill {}: after {wait:?}, {} e-address requests so far", k + 1, fake.requests().len());
+    }
+    // The last start runs until the outbox is empty, then stops on SIGTERM.
+    let log_path = dir.path().join("serve.log");
+    let mut child = proactive(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PROACTIVE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let final_states = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let s = states(&config);
+        if s.len() == 2 * births && s.iter().all(|(_, state, _)| state == "sent") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let mut by: Vec<_> = s.iter().map(|x| x.1.clone()).collect();
+            by.sort();
+            by.dedup();
+            panic!("the outbox never emptied: {by:?}; the log ends:\n{}", tail.join("\n"));
+        }
+    };
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success(), "a clean stop at the end");
+
+    let ea_ids: HashSet<String> =
+        final_states.iter().filter(|s| s.2.as_deref() == Some("eaddress")).map(|s| s.0.clone()).collect();
+    let mail_ids: HashSet<String> =
+        final_states.iter().filter(|s| s.2.as_deref() == Some("email")).map(|s| s.0.clone()).collect();
+    assert_eq!((ea_ids.len(), mail_ids.len()), (births, births), "every mother by e-address, every father by email");
+
+    let requests = fake.requests();
+    assert!(requests.iter().all(|r| r.key.is_some()), "every e-address request carries its idempotency key");
+    let keys: HashSet<String> = requests.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(keys, ea_ids, "the e-address fake saw exactly the e-address notices");
+    assert_eq!(fake.accepted(), births, "one message a notice, whatever was resent with its key");
+
+    let mails = smtp.messages();
+    let message_ids: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default().parse(m.data.as_bytes()).unwrap().message_id().unwrap().to_string()
+        })
+        .collect();
+    let distinct: HashSet<&str> =
+        message_ids.iter().map(|m| m.strip_suffix("@crash.test").expect("Message-ID from the notice id")).collect();
+    assert_eq!(distinct.len(), births, "every father's email arrived");
+    assert!(distinct.iter().all(|id| mail_ids.contains(*id)), "and nothing else did");
+    // One SMTP connection: at most one mail is between the server's 250 and
+    // its record when a kill lands (with a pool of N, up to N can be).
+    let mut per_id = std::collections::HashMap::new();
+    for m in &message_ids {
+        *per_id.entry(m.clone()).or_insert(0usize) += 1;
+    }
+    assert!(per_id.values().all(|n| *n <= 1 + kills), "a mail is resent only after a kill");
+    assert!(
+        mails.len() <= births + kills,
+        "at most one resend per kill (SMTP has no idempotency key): {} mails for {births} notices and {kills} kills",
+        mails.len()
+    );
+}
