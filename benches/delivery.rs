@@ -95,6 +95,11 @@ async fn run(n: usize) -> Result<()> {
 async fn app_for(phase: Phase, dir: &tempfile::TempDir, gateway: &str, smtp: std::net::SocketAddr) -> Result<App> {
     let mut cfg = Config::default();
     cfg.database.url = format!("sqlite://{}", dir.path().join("delivery.db").display());
+    // The fixed one-step birth definition of the tests: one notice a birth,
+    // whatever steps the shipped library grows.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    cfg.paths.life_events = root.join("tests/fixtures/life-events");
+    cfg.paths.rules = root.join("tests/fixtures/rules");
     cfg.delivery.batch_size = 200;
     cfg.channels.eaddress = ChannelConfig::Disabled;
     cfg.channels.sms = ChannelConfig::Disabled;

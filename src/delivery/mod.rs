@@ -103,9 +103,14 @@ impl Delivery {
         let profiles: HashMap<String, Profile> =
             self.db.load_profiles(&recipients).await?.into_iter().map(|p| (p.subject.clone(), p)).collect();
         let profiles = &profiles;
+        // And one for the drafts the notices offer, whose links the messages carry.
+        let refs: Vec<String> = claimed.iter().filter_map(|n| n.draft_ref.clone()).collect();
+        let drafts: HashMap<String, crate::store::DraftRow> =
+            self.db.drafts_by_ref(&refs).await?.into_iter().map(|d| (d.reference.clone(), d)).collect();
+        let drafts = &drafts;
         // Owned notices: a closure over borrowed ones would make the round's future not `Send`.
         let mut states = futures_util::stream::iter(claimed)
-            .map(|n| async move { self.deliver(&n, profiles.get(&n.recipient)).await })
+            .map(|n| async move { self.deliver(&n, profiles.get(&n.recipient), drafts).await })
             .buffer_unordered(self.cfg.concurrency.max(1));
         // A store error stops the round, but only after the sends in flight have
         // been recorded: their notices must not wait out their lease to be retried.
@@ -147,7 +152,12 @@ impl Delivery {
         }
     }
 
-    async fn deliver(&self, n: &ClaimedNotice, profile: Option<&Profile>) -> Result<NoticeState> {
+    async fn deliver(
+        &self,
+        n: &ClaimedNotice,
+        profile: Option<&Profile>,
+        drafts: &HashMap<String, crate::store::DraftRow>,
+    ) -> Result<NoticeState> {
         let now = self.clock.now_ms();
         let rules = self.rules.get();
         let Some(ls) = rules.get(&n.life_situation, n.version) else {
@@ -186,7 +196,7 @@ impl Delivery {
             };
             let m = match msg.take() {
                 Some(m) => Outgoing { address, ..m },
-                None => match self.render(n, ls, profile, legal_effect, address).await? {
+                None => match self.render(n, ls, profile, legal_effect, address, drafts)? {
                     Ok(m) => m,
                     Err(e) => {
                         self.db
@@ -240,13 +250,14 @@ impl Delivery {
 
     /// The notice's message in the recipient's language, addressed to
     /// `address`; the inner `Err` is a template error (the notice is dead).
-    async fn render(
+    fn render(
         &self,
         n: &ClaimedNotice,
         ls: &LifeSituation,
         profile: Option<&Profile>,
         legal_effect: bool,
         address: String,
+        drafts: &HashMap<String, crate::store::DraftRow>,
     ) -> Result<Result<Outgoing, String>> {
         let lang = profile.and_then(|p| p.language.clone()).unwrap_or_else(|| "lv".into());
         let mut ctx = n.data.clone();
@@ -257,7 +268,7 @@ impl Delivery {
             m.insert("owner".into(), ls.owner.clone().into());
             m.insert("legal_basis".into(), ls.legal_basis.clone().into());
             if let Some(reference) = &n.draft_ref
-                && let Some(draft) = self.db.draft(reference).await?
+                && let Some(draft) = drafts.get(reference)
             {
                 let title = ls.drafts.values().find(|d| d.service_id == draft.service_id).map(|d| d.title.clone());
                 let expires = crate::clock::from_ms(draft.expires_at).with_timezone(&chrono_tz::Europe::Riga);

@@ -307,6 +307,34 @@ impl Db {
         }))
     }
 
+    /// Drafts by reference (absent ones are simply missing).
+    pub async fn drafts_by_ref(&self, refs: &[String]) -> Result<Vec<super::DraftRow>> {
+        let mut out = Vec::new();
+        for chunk in statement_chunks(refs, 1) {
+            on_pool!(self, pool => {
+                let mut qb = QueryBuilder::new(
+                    "SELECT ref, case_id, service_id, applicant, fields, expires_at FROM drafts WHERE ref IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for r in chunk {
+                    sep.push_bind(r.clone());
+                }
+                qb.push(")");
+                for r in qb.build().fetch_all(pool).await? {
+                    out.push(super::DraftRow {
+                        reference: r.try_get("ref")?,
+                        case_id: r.try_get("case_id")?,
+                        service_id: r.try_get("service_id")?,
+                        applicant: r.try_get("applicant")?,
+                        fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)?,
+                        expires_at: r.try_get("expires_at")?,
+                    });
+                }
+            });
+        }
+        Ok(out)
+    }
+
     /// Every draft with its fields.
     pub async fn all_drafts(&self) -> Result<Vec<super::DraftRow>> {
         Ok(on_pool!(self, pool => {
