@@ -50,7 +50,28 @@ where
     })
 }
 
-fn event_from_row<R: Row>(r: &R) -> Result<EventRow>
+/// A draft as stored, from a row with its columns.
+pub(crate) fn draft_from_row<R: Row>(r: &R) -> Result<super::DraftRow>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(super::DraftRow {
+        reference: r.try_get("ref")?,
+        case_id: r.try_get("case_id")?,
+        service_id: r.try_get("service_id")?,
+        applicant: r.try_get("applicant")?,
+        fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+/// The columns [`draft_from_row`] reads.
+pub(crate) const DRAFT_COLUMNS: &str = "ref, case_id, service_id, applicant, fields, expires_at";
+
+/// An event as stored, from a row with its columns.
+pub(crate) fn event_from_row<R: Row>(r: &R) -> Result<EventRow>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -312,23 +333,14 @@ impl Db {
         let mut out = Vec::new();
         for chunk in statement_chunks(refs, 1) {
             on_pool!(self, pool => {
-                let mut qb = QueryBuilder::new(
-                    "SELECT ref, case_id, service_id, applicant, fields, expires_at FROM drafts WHERE ref IN (",
-                );
+                let mut qb = QueryBuilder::new(format!("SELECT {DRAFT_COLUMNS} FROM drafts WHERE ref IN ("));
                 let mut sep = qb.separated(", ");
                 for r in chunk {
                     sep.push_bind(r.clone());
                 }
                 qb.push(")");
                 for r in qb.build().fetch_all(pool).await? {
-                    out.push(super::DraftRow {
-                        reference: r.try_get("ref")?,
-                        case_id: r.try_get("case_id")?,
-                        service_id: r.try_get("service_id")?,
-                        applicant: r.try_get("applicant")?,
-                        fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)?,
-                        expires_at: r.try_get("expires_at")?,
-                    });
+                    out.push(draft_from_row(&r)?);
                 }
             });
         }
@@ -338,21 +350,10 @@ impl Db {
     /// Every draft with its fields.
     pub async fn all_drafts(&self) -> Result<Vec<super::DraftRow>> {
         Ok(on_pool!(self, pool => {
-            let rows = sqlx::query("SELECT ref, case_id, service_id, applicant, fields, expires_at FROM drafts ORDER BY ref")
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DRAFT_COLUMNS} FROM drafts ORDER BY ref")))
                 .fetch_all(pool)
                 .await?;
-            rows.into_iter()
-                .map(|r| {
-                    Ok(super::DraftRow {
-                        reference: r.try_get("ref")?,
-                        case_id: r.try_get("case_id")?,
-                        service_id: r.try_get("service_id")?,
-                        applicant: r.try_get("applicant")?,
-                        fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)?,
-                        expires_at: r.try_get("expires_at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            rows.iter().map(draft_from_row).collect::<Result<Vec<_>>>()?
         }))
     }
 

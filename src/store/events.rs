@@ -191,20 +191,7 @@ impl Db {
             .bind(limit as i64)
             .fetch_all(pool)
             .await?;
-            rows.into_iter()
-                .map(|r| {
-                    let data: String = r.try_get("data")?;
-                    Ok(EventRow {
-                        seq: r.try_get("seq")?,
-                        source: r.try_get("source")?,
-                        external_id: r.try_get("external_id")?,
-                        event_type: r.try_get("type")?,
-                        subject: r.try_get("subject")?,
-                        occurred_at: r.try_get("occurred_at")?,
-                        data: serde_json::from_str(&data)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            rows.iter().map(super::cases::event_from_row).collect::<Result<Vec<_>>>()?
         });
         Ok(rows)
     }

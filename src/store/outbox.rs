@@ -473,25 +473,7 @@ impl Db {
 
     /// A draft's fields, by reference.
     pub async fn draft(&self, reference: &str) -> Result<Option<DraftRow>> {
-        Ok(on_pool!(self, pool => {
-            let row = sqlx::query(
-                "SELECT ref, case_id, service_id, applicant, fields, expires_at FROM drafts WHERE ref = $1",
-            )
-            .bind(reference)
-            .fetch_optional(pool)
-            .await?;
-            match row {
-                None => None,
-                Some(r) => Some(DraftRow {
-                    reference: r.try_get("ref")?,
-                    case_id: r.try_get("case_id")?,
-                    service_id: r.try_get("service_id")?,
-                    applicant: r.try_get("applicant")?,
-                    fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)?,
-                    expires_at: r.try_get("expires_at")?,
-                }),
-            }
-        }))
+        Ok(self.drafts_by_ref(&[reference.to_string()]).await?.pop())
     }
 
     /// Outcomes the engine recorded against events (errors, skipped triggers).
