@@ -8,12 +8,13 @@
 //! What it does, on a fresh SQLite file (WAL, the pragmas of `Db::open`), with
 //! the shipped library of life situations:
 //!
-//! 1. **Load.** Generates the population on the fly: for each person a
-//!    `birth.registered` record (ages 0–95, as a register backfill sends
-//!    them: births of long ago arriving today) and, for 85 % of them, a
-//!    `document.issued` (passport or eID card, issued within the last ten
-//!    years, valid ten years, five for a minor). The records go through
-//!    validation into the event log in chunks of 5,000 (`load_s`).
+//! 1. **Load.** Generates the population on the fly with the generator of
+//!    `proactive gen population` ([`proactive::tools::population`], seed
+//!    2026) and keeps its backfill, the history up to the start as a
+//!    register sends it (births of long ago arriving today, documents with
+//!    their expiry, marriages, contacts, consents, e-addresses, companies
+//!    and their officers). The records go through validation into the
+//!    event log in chunks of 5,000 (`load_s`).
 //! 2. **Schedule.** The engine processes the whole log: profiles, and for
 //!    each fact the cases whose dated steps are still ahead (school age,
 //!    coming of age, pension age, document expiry), each with its plan and
@@ -37,10 +38,9 @@ use common::peak_rss_mb;
 use proactive::clock::Clock;
 use proactive::config::Config;
 use proactive::engine::{BatchReport, Engine, RuleSet};
-use proactive::events::codes::valid_test_personal_code;
 use proactive::events::{RawRecord, ingest_records};
 use proactive::store::Db;
-use rand::{RngExt, SeedableRng};
+use proactive::tools::population::{Population, PopulationSpec};
 
 const DEFAULT_PEOPLE: usize = 200_000;
 const CHUNK: usize = 5_000;
@@ -130,75 +130,39 @@ async fn run(n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Generates and ingests the population; returns how many records were stored.
+/// Generates and ingests the population's backfill; returns how many records were stored.
 async fn load(db: &Db, rules: &Arc<RuleSet>, clock: &Clock, n: usize) -> Result<usize> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
-    let today = NaiveDate::from_ymd_opt(2026, 11, 30).expect("date");
-    let purposes = {
+    let start = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+    let mut purposes: Vec<String> =
+        rules.situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
+    purposes.sort();
+    purposes.dedup();
+    let spec = PopulationSpec { people: n, seed: 2026, start, purposes };
+    let declared = {
         let r = rules.clone();
         move |p: &str| r.declares_purpose(p)
     };
-    let mut serial_of_day: std::collections::HashMap<NaiveDate, u16> = std::collections::HashMap::new();
+    let mut pop = Population::new(spec);
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut stored = 0;
-    for i in 0..n {
-        let birth = loop {
-            let b = today - Duration::days(rng.random_range(0..95 * 365));
-            let s = serial_of_day.entry(b).or_insert(0);
-            *s += 1;
-            if let Some(code) = valid_test_personal_code(b, *s) {
-                break (b, code);
-            }
-        };
-        let (birth_date, code) = birth;
-        let sex = if i % 2 == 0 { "F" } else { "M" };
-        chunk.push(record(
-            &format!("pmlp-b{i}"),
-            "birth.registered",
-            &code,
-            birth_date,
-            serde_json::json!({
-                "given_name": if sex == "F" { "Anna" } else { "Jānis" }, "family_name": "Bērziņa",
-                "birth_date": birth_date.to_string(), "sex": sex, "mother": null, "father": null,
-                "municipality": "Rīga", "address": "Brīvības iela 1, Rīga",
-            }),
-        ));
-        if rng.random_range(0..100) < 85 {
-            let age_days = (today - birth_date).num_days();
-            let back = rng.random_range(0..(10 * 365).min(age_days + 1));
-            let issued = today - Duration::days(back);
-            let minor = (issued - birth_date).num_days() < 18 * 365;
-            let years = if minor { 5 } else { 10 };
-            let expires = proactive::engine::schedule::add_months(issued, years * 12).expect("date");
-            let kind = if i % 3 == 0 { "eid" } else { "passport" };
-            chunk.push(record(
-                &format!("pmlp-d{i}"),
-                "document.issued",
-                &code,
-                issued,
-                serde_json::json!({
-                    "document": kind, "number": format!("LV{i:07}"),
-                    "issued": issued.to_string(), "expires": expires.to_string(),
-                }),
-            ));
+    let mut reported = 0;
+    loop {
+        let next = pop.next();
+        if let Some(c) = next.as_ref().filter(|c| c.occurred_at.date_naive() < start) {
+            chunk.push(RawRecord { location: c.id.clone(), text: c.to_json().to_string() });
         }
-        if chunk.len() >= CHUNK || i + 1 == n {
-            let c = ingest_records(db, None, &chunk, &purposes, None, clock.now_ms()).await?;
+        if chunk.len() >= CHUNK || (next.is_none() && !chunk.is_empty()) {
+            let c = ingest_records(db, None, &chunk, &declared, None, clock.now_ms()).await?;
             ensure!(c.quarantined == 0, "{} synthetic records did not validate", c.quarantined);
             stored += c.accepted;
             chunk.clear();
         }
-        if (i + 1) % (n / 5).max(1) == 0 {
-            eprintln!("  load: {} people", i + 1);
+        if pop.people() >= reported + (n / 5).max(1) {
+            reported = pop.people();
+            eprintln!("  load: {reported} people");
+        }
+        if next.is_none() {
+            return Ok(stored);
         }
     }
-    Ok(stored)
-}
-
-fn record(id: &str, kind: &str, subject: &str, day: NaiveDate, data: serde_json::Value) -> RawRecord {
-    let v = serde_json::json!({
-        "source": "pmlp", "id": id, "type": kind, "subject": subject,
-        "occurred_at": format!("{day}T12:00:00+02:00"), "data": data,
-    });
-    RawRecord { location: id.to_string(), text: v.to_string() }
 }

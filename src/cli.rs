@@ -72,6 +72,32 @@ pub enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Synthetic data to try rules on.
+    Gen {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: GenCommand,
+    },
+}
+
+/// `proactive gen …`
+#[derive(Subcommand, Debug)]
+pub enum GenCommand {
+    /// Writes a synthetic population's registry history as change records (JSONL, what `events import` reads).
+    Population {
+        /// People at the start (newborns of the following year come on top).
+        #[arg(long)]
+        people: usize,
+        /// The same seed gives the same file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The day the backfill reaches; the events of the following year come after it.
+        #[arg(long, default_value = "2026-12-01")]
+        start: chrono::NaiveDate,
+    },
 }
 
 /// `proactive rules …`
@@ -90,6 +116,27 @@ pub enum RulesCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Runs an event history through virtual time with the rules, sending nothing, and reports what they would send.
+    Simulate {
+        /// Change records (JSONL), e.g. from `proactive gen population`.
+        #[arg(long)]
+        events: PathBuf,
+        /// First simulated day (default: the start day of a generated file, else a year before its last event).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last simulated day (default: a year after --from).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Writes every notice, suppression, cancellation and skipped step as JSONL here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Writes the impact report to DIR/index.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// A folder with `life-events/` and `rules/` to compare with: who would gain or lose a notice.
+        #[arg(long, value_name = "DIR")]
+        baseline: Option<PathBuf>,
     },
 }
 
@@ -348,6 +395,41 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rules { command } => return crate::engine::commands::rules(&cfg, command).await,
+        Command::Gen { command: GenCommand::Population { people, seed, out, start } } => {
+            let rules = load_rules(&cfg)?;
+            let mut purposes: Vec<String> =
+                rules.situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
+            purposes.sort();
+            purposes.dedup();
+            let spec = crate::tools::population::PopulationSpec { people, seed, start, purposes };
+            match out {
+                Some(path) => {
+                    let file =
+                        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let bar = indicatif::ProgressBar::new(people as u64);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} people ({eta} left)")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    bar.set_message(format!("writing {}", path.display()));
+                    let lines =
+                        crate::tools::population::write_jsonl(&spec, &mut w, &mut |n| bar.set_position(n as u64))?;
+                    std::io::Write::flush(&mut w)?;
+                    bar.finish_and_clear();
+                    println!(
+                        "{}: {people} people, {lines} change records (seed {seed}, start {start})",
+                        path.display()
+                    );
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    crate::tools::population::write_jsonl(&spec, &mut w, &mut |_| {})?;
+                    std::io::Write::flush(&mut w)?;
+                }
+            }
+        }
         Command::Cases { command: CasesCommand::Show { subject } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
             crate::engine::commands::show_cases(&db, &subject).await?;

@@ -26,6 +26,8 @@
 //! * [`delivery`] claims due notices from the outbox, renders their templates
 //!   and sends them over a channel, recording every attempt.
 //! * [`store`] is the one place that speaks SQL, on SQLite or PostgreSQL.
+//! * [`tools`] are for policy staff: a synthetic population and the
+//!   simulation of a rule set over an event history, with its impact report.
 //!
 //! A stage commits its output in the same transaction in which it marks its
 //! input done, so a crash anywhere loses nothing and repeats nothing a person
@@ -50,3 +52,4 @@ pub mod events;
 pub mod mask;
 pub mod serve;
 pub mod store;
+pub mod tools;

@@ -1,5 +1,5 @@
-//! The engine's commands for people: `rules check`, `rules test` and
-//! `cases show`, printing for a terminal or as JSON for editors and CI.
+//! The engine's commands for people: `rules check`, `rules test`,
+//! `rules simulate` (see [`crate::tools::simulate`]) and `cases show`, printing for a terminal or as JSON for editors and CI.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +17,22 @@ use crate::store::Db;
 pub async fn rules(cfg: &Config, command: RulesCommand) -> Result<ExitCode> {
     let loaded = super::RuleSet::load(&cfg.paths.life_events, &cfg.paths.rules);
     match command {
+        RulesCommand::Simulate { events, from, to, out, report, baseline } => {
+            let rules = match loaded {
+                Ok(r) => Arc::new(r),
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("error: {e}");
+                    }
+                    eprintln!("the rule set does not load ({} errors); nothing was simulated", errors.len());
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let req = crate::tools::simulate::Request { events, from, to, out, report, baseline };
+            let outcome = crate::tools::simulate::simulate(rules, &req).await?;
+            crate::tools::simulate::print_summary(&outcome, &req);
+            Ok(ExitCode::SUCCESS)
+        }
         RulesCommand::Check { format } => {
             let errors = loaded.as_ref().err().cloned().unwrap_or_default();
             if format == Format::Json {

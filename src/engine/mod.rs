@@ -11,6 +11,7 @@ pub mod rule_tests;
 pub mod rules;
 pub mod ruleset;
 pub mod schedule;
+pub(crate) mod virtual_time;
 
 mod evaluate;
 

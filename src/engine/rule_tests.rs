@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::RuleSet;
 use super::cases::StepState;
 use super::profile::{Profile, ProfileKind};
+use super::virtual_time::{MarkSent, arrive_at, fire_until, route_notice};
 use crate::clock::Clock;
 use crate::events::codes::normalize_subject;
 use crate::events::{RawRecord, ingest_records};
@@ -288,9 +289,7 @@ async fn run_on(db: &Db, rules: &Arc<RuleSet>, case: &TestCase, ls: Option<&str>
     events.sort_by_key(|(_, e)| e.arrives.unwrap_or(e.at));
     for (i, e) in events {
         let at = e.arrives.unwrap_or(e.at).to_utc();
-        fire_until(db, &engine, &clock, at.timestamp_millis()).await?;
-        clock.set(at);
-        db.mark_due_as_sent_without_sending(clock.now_ms()).await?;
+        arrive_at(db, &engine, &clock, at.timestamp_millis(), &mut MarkSent).await?;
         let record = serde_json::json!({
             "source": e.source, "id": e.id.clone().unwrap_or_else(|| format!("test-{:06}", i + 1)),
             "type": e.event_type, "subject": e.subject, "occurred_at": e.at.to_rfc3339(), "data": e.data,
@@ -309,7 +308,7 @@ async fn run_on(db: &Db, rules: &Arc<RuleSet>, case: &TestCase, ls: Option<&str>
         Some(d) => super::schedule::riga_ms(d, chrono::NaiveTime::from_hms_opt(23, 59, 59).expect("time")),
         None => (last + chrono::Duration::days(30)).timestamp_millis(),
     };
-    fire_until(db, &engine, &clock, until).await?;
+    fire_until(db, &engine, &clock, until, &mut MarkSent).await?;
     for o in db.event_outcomes().await? {
         if o.outcome == "error" {
             failures.push(format!("rule error: {}", o.detail));
@@ -317,28 +316,6 @@ async fn run_on(db: &Db, rules: &Arc<RuleSet>, case: &TestCase, ls: Option<&str>
     }
     compare(db, rules, case, ls, &mut failures).await?;
     Ok(failures)
-}
-
-/// Fires every timer due up to `until_ms`, moving the clock to each due time in turn.
-async fn fire_until(db: &Db, engine: &super::Engine, clock: &Clock, until_ms: i64) -> Result<()> {
-    while let Some(next) = db.next_due_at().await? {
-        if next > until_ms {
-            break;
-        }
-        if next > clock.now_ms() {
-            clock.set(crate::clock::from_ms(next));
-        }
-        db.mark_due_as_sent_without_sending(clock.now_ms()).await?;
-        let r = engine.run_due_timers().await?;
-        engine.run_until_idle().await?;
-        if r.timers == 0 {
-            break;
-        }
-    }
-    if until_ms > clock.now_ms() {
-        clock.set(crate::clock::from_ms(until_ms));
-    }
-    Ok(())
 }
 
 async fn compare(
@@ -357,14 +334,9 @@ async fn compare(
     let mut seen = Vec::new();
     for n in notices.iter().filter(|n| in_ls(&n.life_situation) && n.state != "cancelled") {
         let profile = profiles.get(&n.recipient);
-        let def = rules.situations.iter().find(|d| d.id == n.life_situation);
-        let legal = def.and_then(|d| d.steps.iter().find(|s| s.id == n.step)).is_some_and(|s| s.legal_effect);
-        let channel = match def {
-            Some(d) => match crate::consent::route(&n.recipient, profile, d, legal, &|_| true).0 {
-                crate::consent::Route::Send { channel, .. } => channel.as_str().to_string(),
-                crate::consent::Route::Suppress(_) => "none".into(),
-            },
-            None => "none".into(),
+        let channel = match route_notice(rules, &n.life_situation, &n.step, &n.recipient, profile) {
+            crate::consent::Route::Send { channel, .. } => channel.as_str().to_string(),
+            crate::consent::Route::Suppress(_) => "none".into(),
         };
         seen.push(Seen {
             to: n.recipient.clone(),

@@ -8,12 +8,14 @@ mod delivery_extra;
 mod events;
 mod outbox;
 mod profiles;
+mod simulate;
 mod snapshot;
 
 pub use cases::{DraftLink, NoticeView};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
+pub use simulate::{EndedStep, SimNotice};
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
 
 use std::str::FromStr;

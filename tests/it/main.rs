@@ -18,5 +18,6 @@ mod restart;
 mod rules;
 mod schema;
 mod serve;
+mod simulate;
 mod sms;
 mod snapshot;
