@@ -14,6 +14,8 @@
 //! `delivery: eaddress_per_s=A sms_per_s=B smtp_per_s=C smtp_no_reuse_per_s=D`.
 //! A measurement: it asserts only that every notice was sent.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -43,20 +45,9 @@ enum Phase {
 static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    let n = notices_wanted()?;
+    let n = common::size_wanted("DELIVERY_NOTICES", DEFAULT_NOTICES, "notices")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(n))
-}
-
-fn notices_wanted() -> Result<usize> {
-    // cargo bench passes `--bench` to a harness-less target; skip flags.
-    if let Some(a) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
-        return a.replace('_', "").parse().with_context(|| format!("the argument {a:?} is not a number of notices"));
-    }
-    match std::env::var("DELIVERY_NOTICES") {
-        Ok(v) => v.replace('_', "").parse().with_context(|| format!("DELIVERY_NOTICES={v:?} is not a number")),
-        Err(_) => Ok(DEFAULT_NOTICES),
-    }
 }
 
 async fn run(n: usize) -> Result<()> {

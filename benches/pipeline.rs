@@ -68,22 +68,10 @@ const ENGINE_IDLE_WAIT: Duration = Duration::from_millis(2);
 static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    let n = events_wanted()?;
+    let n = common::size_wanted("PIPELINE_EVENTS", DEFAULT_EVENTS, "events")?;
     let stages = std::env::var("PIPELINE_STAGES").map(|v| v != "0").unwrap_or(true);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(n, stages))
-}
-
-/// N from the first numeric argument, else `PIPELINE_EVENTS`, else the default.
-fn events_wanted() -> Result<usize> {
-    // cargo bench passes `--bench` (and any filter) to a harness-less target; skip flags.
-    if let Some(a) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
-        return a.replace('_', "").parse().with_context(|| format!("the argument {a:?} is not a number of events"));
-    }
-    match std::env::var("PIPELINE_EVENTS") {
-        Ok(v) => v.replace('_', "").parse().with_context(|| format!("PIPELINE_EVENTS={v:?} is not a number")),
-        Err(_) => Ok(DEFAULT_EVENTS),
-    }
 }
 
 async fn run(n: usize, stages: bool) -> Result<()> {

@@ -32,7 +32,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::peak_rss_mb;
 use proactive::clock::Clock;
@@ -50,27 +50,13 @@ const START: &str = "2026-12-01T09:00:00+02:00";
 static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    let n = people_wanted()?;
+    let n = common::size_wanted("SCHEDULE_PEOPLE", DEFAULT_PEOPLE, "people")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(n))
 }
 
-fn people_wanted() -> Result<usize> {
-    if let Some(a) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
-        return a.replace('_', "").parse().with_context(|| format!("the argument {a:?} is not a number of people"));
-    }
-    match std::env::var("SCHEDULE_PEOPLE") {
-        Ok(v) => v.replace('_', "").parse().with_context(|| format!("SCHEDULE_PEOPLE={v:?} is not a number")),
-        Err(_) => Ok(DEFAULT_PEOPLE),
-    }
-}
-
 async fn run(n: usize) -> Result<()> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rules = Arc::new(
-        RuleSet::load(&root.join("life-events"), &root.join("rules"))
-            .map_err(|e| anyhow::anyhow!("the shipped library does not load: {}", e.join("; ")))?,
-    );
+    let rules = common::shipped_rules()?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("schedule.db").display());
     let cfg = Config::default();

@@ -20,13 +20,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use chrono::NaiveDate;
 use common::peak_rss_mb;
-use proactive::engine::RuleSet;
 use proactive::tools::population::{PopulationSpec, write_jsonl};
 use proactive::tools::simulate::{Request, simulate};
 
@@ -36,27 +34,13 @@ const DEFAULT_PEOPLE: usize = 100_000;
 static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    let n = people_wanted()?;
+    let n = common::size_wanted("SIMULATE_PEOPLE", DEFAULT_PEOPLE, "people")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(n))
 }
 
-fn people_wanted() -> Result<usize> {
-    if let Some(a) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
-        return a.replace('_', "").parse().with_context(|| format!("the argument {a:?} is not a number of people"));
-    }
-    match std::env::var("SIMULATE_PEOPLE") {
-        Ok(v) => v.replace('_', "").parse().with_context(|| format!("SIMULATE_PEOPLE={v:?} is not a number")),
-        Err(_) => Ok(DEFAULT_PEOPLE),
-    }
-}
-
 async fn run(n: usize) -> Result<()> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rules = Arc::new(
-        RuleSet::load(&root.join("life-events"), &root.join("rules"))
-            .map_err(|e| anyhow::anyhow!("the shipped library does not load: {}", e.join("; ")))?,
-    );
+    let rules = common::shipped_rules()?;
     let dir = tempfile::tempdir()?;
     let events = dir.path().join("population.jsonl");
     let mut purposes: Vec<String> =

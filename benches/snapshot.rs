@@ -35,7 +35,7 @@ mod common;
 
 use common::{peak_rss_mb, reset_peak};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use proactive::clock::Clock;
 use proactive::connectors::snapshot::register::HEADER;
 use proactive::connectors::snapshot::{Outcome, SnapshotFile, SnapshotSettings, SnapshotStats, process};
@@ -48,21 +48,9 @@ const DEFAULT_ROWS: usize = 500_000;
 static ALLOCATOR: proactive::Allocator = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    let n = rows_wanted()?;
+    let n = common::size_wanted("SNAPSHOT_ROWS", DEFAULT_ROWS, "rows")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(n))
-}
-
-/// N from the first numeric argument, else `SNAPSHOT_ROWS`, else the default.
-fn rows_wanted() -> Result<usize> {
-    // cargo bench passes `--bench` (and any filter) to a harness-less target; skip flags.
-    if let Some(a) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
-        return a.replace('_', "").parse().with_context(|| format!("the argument {a:?} is not a number of rows"));
-    }
-    match std::env::var("SNAPSHOT_ROWS") {
-        Ok(v) => v.replace('_', "").parse().with_context(|| format!("SNAPSHOT_ROWS={v:?} is not a number")),
-        Err(_) => Ok(DEFAULT_ROWS),
-    }
 }
 
 async fn run(n: usize) -> Result<()> {

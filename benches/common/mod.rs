@@ -1,4 +1,5 @@
-//! What every benchmark measures the same way: the process's peak memory.
+//! What every benchmark does the same way: read its size, measure the
+//! process's peak memory.
 
 #![allow(dead_code)]
 
@@ -18,4 +19,26 @@ pub fn peak_rss_mb() -> Result<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/self/status")?;
     Ok(kb / 1024.0)
+}
+
+/// The size of a run: the first numeric argument (after `cargo bench --bench
+/// NAME --`), else the environment variable `var`, else `default`; `_` may
+/// group digits. `what` names the unit in errors.
+pub fn size_wanted(var: &str, default: usize, what: &str) -> Result<usize> {
+    // cargo bench passes `--bench` (and any filter) to a harness-less target; skip flags.
+    if let Some(a) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        return a.replace('_', "").parse().with_context(|| format!("the argument {a:?} is not a number of {what}"));
+    }
+    match std::env::var(var) {
+        Ok(v) => v.replace('_', "").parse().with_context(|| format!("{var}={v:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The shipped library of life situations, as a bench runs it.
+pub fn shipped_rules() -> Result<std::sync::Arc<proactive::engine::RuleSet>> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let rules = proactive::engine::RuleSet::load(&root.join("life-events"), &root.join("rules"))
+        .map_err(|e| anyhow::anyhow!("the shipped library does not load: {}", e.join("; ")))?;
+    Ok(std::sync::Arc::new(rules))
 }
