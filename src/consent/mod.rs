@@ -2,7 +2,7 @@
 //! channel. Decided at send time, so that a death, a new contact or an
 //! e-address activation recorded after the notice was queued still counts.
 
-use crate::engine::definitions::{ChannelName, LifeSituation};
+use crate::engine::definitions::{ChannelName, ConsentMode, LifeSituation};
 use crate::engine::profile::Profile;
 
 /// Where a notice goes, or why it goes nowhere.
@@ -19,14 +19,18 @@ pub enum Route {
     Suppress(String),
 }
 
-/// Picks the channel for a notice to `recipient`: the life situation's
-/// channels in order (the e-address first for notices with legal effect),
-/// skipping those not configured here or that do not reach the person.
-/// Returns the route and, for the record, why each channel was skipped.
+/// Picks the channel for a notice to `recipient` serving `purpose`: the life
+/// situation's channels in order (the e-address first for notices with legal
+/// effect), skipping those not configured here, those that do not reach the
+/// person, and those the person's consent does not allow — a refusal or
+/// withdrawal (for that channel or for all) always, and for an opt-in
+/// purpose anything without a grant. Returns the route and, for the record,
+/// why each channel was skipped.
 pub fn route(
     recipient: &str,
     profile: Option<&Profile>,
     ls: &LifeSituation,
+    purpose: &str,
     legal_effect: bool,
     configured: &dyn Fn(ChannelName) -> bool,
 ) -> (Route, Vec<String>) {
@@ -38,10 +42,26 @@ pub fn route(
     if legal_effect {
         order.sort_by_key(|c| *c != ChannelName::Eaddress);
     }
+    let opt_in = ls.purposes.iter().any(|p| p.id == purpose && p.mode == ConsentMode::OptIn);
+    let mut refused = 0;
     for ch in order {
         if !configured(ch) {
             why.push(format!("{}: not configured", ch.as_str()));
             continue;
+        }
+        match profile.and_then(|p| p.consent_for(purpose, ch.as_str())) {
+            Some(c) if !c.granted => {
+                refused += 1;
+                let day = crate::engine::event_day(c.at);
+                why.push(format!("{}: the person refused \"{purpose}\" on {day} ({})", ch.as_str(), c.source));
+                continue;
+            }
+            None if opt_in => {
+                refused += 1;
+                why.push(format!("{}: \"{purpose}\" is opt-in and the person has not granted it", ch.as_str()));
+                continue;
+            }
+            _ => {}
         }
         let address = match ch {
             ChannelName::Eaddress => profile.filter(|p| p.eaddress_active).map(|_| recipient.to_string()),
@@ -61,7 +81,11 @@ pub fn route(
             )),
         }
     }
-    let reason = format!("no channel reaches the recipient ({})", why.join("; "));
+    let reason = if refused > 0 && refused == why.iter().filter(|w| !w.ends_with("not configured")).count() {
+        format!("the recipient's consent allows no channel for \"{purpose}\" ({})", why.join("; "))
+    } else {
+        format!("no channel reaches the recipient ({})", why.join("; "))
+    };
     (Route::Suppress(reason), why)
 }
 
@@ -81,7 +105,7 @@ mod tests {
     #[test]
     fn the_first_reachable_channel_in_the_definitions_order_wins() {
         let p = Profile { email: Some("a@example.lv".into()), phone: Some("+37120000000".into()), ..person() };
-        let (r, why) = route(&p.subject, Some(&p), &ls(), false, &|_| true);
+        let (r, why) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
         assert_eq!(r, Route::Send { channel: ChannelName::Email, address: "a@example.lv".into() });
         assert_eq!(why, vec!["eaddress: no active e-address account".to_string()]);
     }
@@ -89,14 +113,14 @@ mod tests {
     #[test]
     fn an_active_e_address_is_used_first() {
         let p = Profile { eaddress_active: true, email: Some("a@example.lv".into()), ..person() };
-        let (r, _) = route(&p.subject, Some(&p), &ls(), true, &|_| true);
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", true, &|_| true);
         assert_eq!(r, Route::Send { channel: ChannelName::Eaddress, address: p.subject.clone() });
     }
 
     #[test]
     fn unconfigured_channels_are_skipped() {
         let p = Profile { eaddress_active: true, phone: Some("+37120000000".into()), ..person() };
-        let (r, _) = route(&p.subject, Some(&p), &ls(), false, &|c| c == ChannelName::Sms);
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|c| c == ChannelName::Sms);
         assert_eq!(r, Route::Send { channel: ChannelName::Sms, address: "+37120000000".into() });
     }
 
@@ -107,13 +131,60 @@ mod tests {
             death_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1),
             ..person()
         };
-        let (r, _) = route(&p.subject, Some(&p), &ls(), false, &|_| true);
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
         assert_eq!(r, Route::Suppress("the recipient has died".into()));
+    }
+
+    fn consent(purpose: &str, channel: Option<&str>, granted: bool) -> crate::engine::profile::Consent {
+        crate::engine::profile::Consent {
+            purpose: purpose.into(),
+            channel: channel.map(String::from),
+            granted,
+            at: 1_764_000_000_000,
+            source: "portal".into(),
+            text_version: None,
+        }
+    }
+
+    #[test]
+    fn a_refusal_on_one_channel_moves_to_the_next_and_on_all_suppresses() {
+        let reachable = Profile { email: Some("a@example.lv".into()), phone: Some("+37120000000".into()), ..person() };
+        let p = Profile { consents: vec![consent("birth", Some("email"), false)], ..reachable.clone() };
+        let (r, why) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
+        assert_eq!(r, Route::Send { channel: ChannelName::Sms, address: "+37120000000".into() });
+        assert!(why.iter().any(|w| w.starts_with("email: the person refused \"birth\"")), "{why:?}");
+        let p = Profile { consents: vec![consent("birth", None, false)], ..reachable.clone() };
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
+        let Route::Suppress(reason) = r else { panic!("a refusal of the purpose suppresses") };
+        assert!(reason.contains("consent allows no channel"), "{reason}");
+        // A grant for one channel after refusing all: that channel only.
+        let p = Profile {
+            consents: vec![consent("birth", None, false), consent("birth", Some("sms"), true)],
+            ..reachable.clone()
+        };
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
+        assert_eq!(r, Route::Send { channel: ChannelName::Sms, address: "+37120000000".into() });
+        // Another purpose is not touched.
+        let p = Profile { consents: vec![consent("death", None, false)], ..reachable };
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
+        assert_eq!(r, Route::Send { channel: ChannelName::Email, address: "a@example.lv".into() });
+    }
+
+    #[test]
+    fn an_opt_in_purpose_needs_a_grant() {
+        let mut d = ls();
+        d.purposes[0].mode = ConsentMode::OptIn;
+        let p = Profile { email: Some("a@example.lv".into()), ..person() };
+        let (r, _) = route(&p.subject, Some(&p), &d, "birth", false, &|_| true);
+        assert!(matches!(r, Route::Suppress(ref why) if why.contains("opt-in")), "{r:?}");
+        let p = Profile { consents: vec![consent("birth", Some("email"), true)], ..p };
+        let (r, _) = route(&p.subject, Some(&p), &d, "birth", false, &|_| true);
+        assert_eq!(r, Route::Send { channel: ChannelName::Email, address: "a@example.lv".into() });
     }
 
     #[test]
     fn nobody_reachable_is_suppressed_with_every_reason() {
-        let (r, _) = route("010190-10003", None, &ls(), false, &|_| true);
+        let (r, _) = route("010190-10003", None, &ls(), "birth", false, &|_| true);
         let Route::Suppress(reason) = r else { panic!("expected suppression") };
         assert!(reason.contains("no email declared") && reason.contains("no active e-address"), "{reason}");
     }

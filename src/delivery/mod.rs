@@ -171,7 +171,7 @@ impl Delivery {
         let mut msg: Option<Outgoing> = None;
         loop {
             let usable = |c: ChannelName| self.channels.get(c).is_some() && !unreachable.iter().any(|(u, _)| *u == c);
-            let (route, why) = route(&n.recipient, profile, ls, legal_effect, &usable);
+            let (route, why) = route(&n.recipient, profile, ls, &n.purpose, legal_effect, &usable);
             let (channel, address) = match route {
                 Route::Suppress(reason) => {
                     let reason = if unreachable.is_empty() {

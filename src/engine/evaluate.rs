@@ -286,6 +286,16 @@ impl<'a> Eval<'a> {
         if e.event_type == "death.registered" {
             self.w.withdraw.push(Withdraw::Recipient(e.subject.clone(), "the recipient died".into()));
         }
+        // A refusal of a purpose on every channel withdraws what is queued for
+        // it at once; one on a single channel is for routing to respect.
+        if matches!(e.event_type.as_str(), "consent.refused" | "consent.withdrawn")
+            && e.data.get("channel").is_none_or(|c| c.is_null())
+            && let Some(purpose) = e.data.get("purpose").and_then(|p| p.as_str())
+        {
+            let day = event_day(e.occurred_at);
+            let reason = format!("the recipient refused \"{purpose}\" ({} on {day})", e.event_type);
+            self.w.withdraw.push(Withdraw::Purpose(e.subject.clone(), purpose.to_string(), reason));
+        }
         for (id, by_subject) in self.concerned(e) {
             let Some(c) = self.cases.get(&id) else { continue };
             let Some(d) = rules.get(&c.life_situation, c.version) else { continue };

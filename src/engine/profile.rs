@@ -97,6 +97,9 @@ pub struct Profile {
     /// Company officers (companies).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub officers: Vec<Officer>,
+    /// The latest consent record per purpose and channel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<Consent>,
     /// Company name (companies).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -116,6 +119,25 @@ pub struct Document {
     pub issued: Option<NaiveDate>,
     /// Day it expires.
     pub expires: Option<NaiveDate>,
+}
+
+/// A person's latest word on one purpose (on one channel, or on all).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The purpose (a life situation's id or another declared purpose).
+    pub purpose: String,
+    /// `eaddress`, `email` or `sms`; none for every channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Granted; false for refused or withdrawn.
+    pub granted: bool,
+    /// When it was given (ms since the epoch).
+    pub at: i64,
+    /// Where it came from: the state portal, the engine's unsubscribe link, …
+    pub source: String,
+    /// Which consent text the person was shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_version: Option<String>,
 }
 
 /// A company officer.
@@ -209,6 +231,22 @@ impl Profile {
             "document.invalidated" => {
                 let number = s("number");
                 self.documents.retain(|x| Some(&x.number) != number.as_ref());
+            }
+            "consent.granted" | "consent.refused" | "consent.withdrawn" => {
+                let record = Consent {
+                    purpose: s("purpose").unwrap_or_default(),
+                    channel: s("channel"),
+                    granted: event.event_type == "consent.granted",
+                    at: event.occurred_at,
+                    source: event.source.clone(),
+                    text_version: s("text_version"),
+                };
+                // An older record arriving late does not undo a newer one.
+                match self.consents.iter_mut().find(|c| c.purpose == record.purpose && c.channel == record.channel) {
+                    Some(c) if c.at <= record.at => *c = record,
+                    Some(_) => {}
+                    None => self.consents.push(record),
+                }
             }
             "company.officer_appointed" => {
                 let officer =
@@ -307,6 +345,13 @@ impl Profile {
             }
         }
         *self != before
+    }
+
+    /// The record that decides `purpose` on `channel`: one for that channel,
+    /// else one for every channel.
+    pub fn consent_for(&self, purpose: &str, channel: &str) -> Option<&Consent> {
+        let of = |ch: Option<&str>| self.consents.iter().find(|c| c.purpose == purpose && c.channel.as_deref() == ch);
+        of(Some(channel)).or_else(|| of(None))
     }
 
     /// Codes of everyone this profile links to, prefetched so that rules can

@@ -51,9 +51,10 @@ impl From<Arc<RuleSet>> for LiveRules {
     }
 }
 
-/// Event types the engine always matches against open cases: a death ends
-/// every case about the deceased, an annulment what its change started.
-pub const ALWAYS_LISTENED: &[&str] = &["death.registered", "change.annulled"];
+/// Event types the engine always matches against open cases and queued
+/// notices: a death ends every case about the deceased, an annulment what
+/// its change started, a refusal or withdrawal the queued notices of its purpose.
+pub const ALWAYS_LISTENED: &[&str] = &["death.registered", "change.annulled", "consent.refused", "consent.withdrawn"];
 
 impl RuleSet {
     /// Loads `life_events/*.toml` and the scripts they name from `rules_dir`;

@@ -73,8 +73,10 @@ pub(crate) async fn arrive_at(
 pub(crate) fn route_notice(rules: &RuleSet, ls: &str, step: &str, recipient: &str, profile: Option<&Profile>) -> Route {
     match rules.situations.iter().find(|d| d.id == ls) {
         Some(d) => {
-            let legal = d.steps.iter().find(|s| s.id == step).is_some_and(|s| s.legal_effect);
-            crate::consent::route(recipient, profile, d, legal, &|_| true).0
+            let step = d.steps.iter().find(|s| s.id == step);
+            let legal = step.is_some_and(|s| s.legal_effect);
+            let purpose = step.map_or(d.id.as_str(), |s| d.step_purpose(s));
+            crate::consent::route(recipient, profile, d, purpose, legal, &|_| true).0
         }
         None => Route::Suppress("the life situation is not in the rule set".into()),
     }

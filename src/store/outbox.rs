@@ -79,6 +79,8 @@ pub enum Withdraw {
     Case(String, String),
     /// Every pending notice to a recipient (the recipient died).
     Recipient(String, String),
+    /// Every pending notice to a recipient for one purpose (a refusal of it on every channel).
+    Purpose(String, String, String),
 }
 
 /// Everything one engine batch commits, with the events it marks processed.
@@ -284,15 +286,18 @@ impl Db {
                 qb.build().execute(&mut *tx).await?;
             }
             for wd in &w.withdraw {
-                let (column, key, reason) = match wd {
-                    Withdraw::Case(id, r) => ("case_id", id, r),
-                    Withdraw::Recipient(code, r) => ("recipient", code, r),
+                let (column, key, purpose, reason) = match wd {
+                    Withdraw::Case(id, r) => ("case_id", id, None, r),
+                    Withdraw::Recipient(code, r) => ("recipient", code, None, r),
+                    Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
                 };
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET state = 'cancelled', last_error = $1 WHERE {column} = $2 AND state = 'pending'"
+                    "UPDATE notices SET state = 'cancelled', last_error = $1 \
+                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3)"
                 )))
                 .bind(reason)
                 .bind(key)
+                .bind(purpose)
                 .execute(&mut *tx)
                 .await?;
             }

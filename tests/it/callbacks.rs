@@ -175,5 +175,51 @@ async fn a_one_click_unsubscribe_records_a_refusal_of_the_purpose_on_email_once(
     assert_eq!(events[0].subject, MOTHER);
     assert_eq!(events[0].data["purpose"], "birth");
     assert_eq!(events[0].data["channel"], "email");
+
+    // It takes effect: the next birth's email to her for that purpose is not sent.
+    app.engine().run_until_idle().await.unwrap();
+    load(&app, &[support::birth("b2", "321119-20002", Some(MOTHER), None, "2026-11-19")]).await;
+    let r = app.delivery().run_until_idle().await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (0, 1));
+    let held = app.db.list_notices(Some("suppressed"), 10).await.unwrap();
+    assert!(held[0].last_error.as_deref().unwrap().contains("refused \"birth\""), "{:?}", held[0].last_error);
+    assert_eq!(smtp.messages().len(), 1, "no second email");
     t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_refusal_of_a_purpose_withdraws_its_queued_notices_and_leaves_others() {
+    for t in support::stores().await {
+        let out = tempfile::tempdir().unwrap();
+        let mut cfg = support::fixture_config(&t.url, out.path());
+        cfg.channels.eaddress = ChannelConfig::Disabled;
+        let app = App::open(cfg, support::demo_clock()).await.unwrap();
+        load(
+            &app,
+            &[
+                support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+                support::contact("c2", "200190-11008", Some("olga@example.lv"), None, "ru"),
+                support::birth("b1", "321118-20001", Some(MOTHER), None, "2026-11-18"),
+                support::birth("b2", "321119-20002", Some("200190-11008"), None, "2026-11-19"),
+            ],
+        )
+        .await;
+        let refusal = serde_json::json!({
+            "source": "portal", "id": "r1", "type": "consent.refused", "subject": MOTHER,
+            "occurred_at": "2026-11-22T10:00:00+02:00",
+            "data": { "purpose": "birth", "channel": null, "text_version": "v3" }
+        });
+        load(&app, &[refusal]).await;
+        let notices = app.db.list_notices(None, 10).await.unwrap();
+        let mine = notices.iter().find(|n| n.recipient == MOTHER).unwrap();
+        let hers = notices.iter().find(|n| n.recipient == "200190-11008").unwrap();
+        assert_eq!(mine.state, "cancelled", "{}: withdrawn at the refusal's commit", t.name);
+        assert!(mine.last_error.as_deref().unwrap().contains("refused \"birth\""), "{:?}", mine.last_error);
+        assert_eq!(hers.state, "pending", "{}: someone else's notice stays", t.name);
+        let profile = app.db.load_profiles(&[MOTHER.to_string()]).await.unwrap().pop().unwrap();
+        assert_eq!(profile.consents.len(), 1);
+        assert_eq!((profile.consents[0].granted, profile.consents[0].text_version.as_deref()), (false, Some("v3")));
+        assert_eq!(app.delivery().run_until_idle().await.unwrap().sent, 1, "{}", t.name);
+        t.cleanup().await;
+    }
 }
