@@ -38,6 +38,8 @@ pub fn load_rules(cfg: &Config) -> Result<RuleSet> {
 impl App {
     /// Opens the store (migrating it), loads and checks the rule set, builds the channels.
     pub async fn open(cfg: Config, clock: Clock) -> Result<App> {
+        crate::consent::QuietHours::parse(&cfg.delivery.quiet_hours)
+            .map_err(|e| anyhow::anyhow!("delivery.quiet_hours: {e}"))?;
         let rules = Arc::new(load_rules(&cfg)?);
         let db = Db::open(&cfg.database.url, cfg.database.max_connections).await?;
         // A virtual clock only moves forward, across restarts too: it resumes

@@ -91,6 +91,8 @@ pub struct DeliveryConfig {
     /// Notices of one claimed batch sent at the same time (gateways answer in
     /// milliseconds, so one at a time leaves the worker waiting on the network).
     pub concurrency: usize,
+    /// Riga-time window in which email and SMS wait (`HH:MM-HH:MM`, or `none`).
+    pub quiet_hours: String,
 }
 
 /// The engine's clock: the machine's, or a virtual one for rehearsals and the demo.
@@ -249,6 +251,7 @@ impl Default for DeliveryConfig {
             backoff_base_ms: 2_000,
             backoff_max_ms: 3_600_000,
             concurrency: 32,
+            quiet_hours: "21:00-08:00".into(),
         }
     }
 }

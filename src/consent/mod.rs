@@ -2,6 +2,10 @@
 //! channel. Decided at send time, so that a death, a new contact or an
 //! e-address activation recorded after the notice was queued still counts.
 
+pub mod timing;
+
+pub use timing::QuietHours;
+
 use crate::engine::definitions::{ChannelName, ConsentMode, LifeSituation};
 use crate::engine::profile::Profile;
 

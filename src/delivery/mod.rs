@@ -40,6 +40,21 @@ pub struct Delivery {
     clock: Clock,
     cfg: DeliveryConfig,
     draft_link: String,
+    quiet: Option<crate::consent::QuietHours>,
+}
+
+/// What became of one claimed notice.
+enum Delivered {
+    /// It reached this state.
+    State(NoticeState),
+    /// Held for quiet hours; back in the queue for when they end.
+    Deferred,
+}
+
+impl From<NoticeState> for Delivered {
+    fn from(s: NoticeState) -> Self {
+        Delivered::State(s)
+    }
 }
 
 /// What one round did.
@@ -55,6 +70,8 @@ pub struct RoundReport {
     pub dead: usize,
     /// Suppressed (nobody reachable, deceased, …).
     pub suppressed: usize,
+    /// Held for quiet hours.
+    pub deferred: usize,
 }
 
 impl std::ops::AddAssign for RoundReport {
@@ -64,6 +81,7 @@ impl std::ops::AddAssign for RoundReport {
         self.retried += o.retried;
         self.dead += o.dead;
         self.suppressed += o.suppressed;
+        self.deferred += o.deferred;
     }
 }
 
@@ -77,7 +95,12 @@ impl Delivery {
         cfg: DeliveryConfig,
         draft_link: String,
     ) -> Self {
-        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link }
+        // App::open has checked the text; a bad one here means no quiet hours, said once.
+        let quiet = crate::consent::QuietHours::parse(&cfg.quiet_hours).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "delivery.quiet_hours is not valid; no quiet hours");
+            None
+        });
+        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link, quiet }
     }
 
     /// Claims one batch of due notices and sends them, up to
@@ -117,9 +140,10 @@ impl Delivery {
         let mut first_err = None;
         while let Some(state) = states.next().await {
             match state {
-                Ok(NoticeState::Sent) => report.sent += 1,
-                Ok(NoticeState::Pending) => report.retried += 1,
-                Ok(NoticeState::Dead) => report.dead += 1,
+                Ok(Delivered::Deferred) => report.deferred += 1,
+                Ok(Delivered::State(NoticeState::Sent)) => report.sent += 1,
+                Ok(Delivered::State(NoticeState::Pending)) => report.retried += 1,
+                Ok(Delivered::State(NoticeState::Dead)) => report.dead += 1,
                 Ok(_) => report.suppressed += 1,
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -157,13 +181,13 @@ impl Delivery {
         n: &ClaimedNotice,
         profile: Option<&Profile>,
         drafts: &HashMap<String, crate::store::DraftRow>,
-    ) -> Result<NoticeState> {
+    ) -> Result<Delivered> {
         let now = self.clock.now_ms();
         let rules = self.rules.get();
         let Some(ls) = rules.get(&n.life_situation, n.version) else {
             let err = format!("life situation {} version {} is no longer loaded", n.life_situation, n.version);
             self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now).await?;
-            return Ok(NoticeState::Dead);
+            return Ok(NoticeState::Dead.into());
         };
         let legal_effect = ls.steps.iter().any(|s| s.id == n.step && s.legal_effect);
         // Channels that answered "not this recipient", with their reasons.
@@ -190,10 +214,27 @@ impl Delivery {
                         .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now)
                         .await?;
                     tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
-                    return Ok(NoticeState::Suppressed);
+                    return Ok(NoticeState::Suppressed.into());
                 }
                 Route::Send { channel, address } => (channel, address),
             };
+            // Quiet hours hold email and SMS until the window opens: deferred,
+            // not an attempt and not a failure. The e-address and urgent steps pass.
+            let urgent = ls.steps.iter().any(|s| s.id == n.step && s.urgent);
+            if matches!(channel, ChannelName::Email | ChannelName::Sms)
+                && !urgent
+                && let Some(quiet) = &self.quiet
+                && let Some(until) = quiet.holds_until(self.clock.now())
+            {
+                let why = format!(
+                    "deferred: quiet hours ({quiet}) until {}",
+                    until.with_timezone(&chrono_tz::Europe::Riga).format("%Y-%m-%d %H:%M")
+                );
+                self.db
+                    .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms())
+                    .await?;
+                return Ok(Delivered::Deferred);
+            }
             let m = match msg.take() {
                 Some(m) => Outgoing { address, ..m },
                 None => match self.render(n, ls, profile, legal_effect, address, drafts)? {
@@ -202,7 +243,7 @@ impl Delivery {
                         self.db
                             .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
                             .await?;
-                        return Ok(NoticeState::Dead);
+                        return Ok(NoticeState::Dead.into());
                     }
                 },
             };
@@ -244,7 +285,7 @@ impl Delivery {
                     NoticeState::Dead
                 }
             };
-            return Ok(state);
+            return Ok(state.into());
         }
     }
 

@@ -108,6 +108,9 @@ pub struct Step {
     /// Whether its notices have legal effect (official e-address first).
     #[serde(default)]
     pub legal_effect: bool,
+    /// Whether its notices may go by email or SMS during quiet hours.
+    #[serde(default)]
+    pub urgent: bool,
     /// Runs this long after the trigger event.
     #[serde(default, with = "humantime_serde_opt")]
     pub after: Option<Duration>,

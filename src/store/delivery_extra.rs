@@ -180,3 +180,34 @@ impl Db {
         }))
     }
 }
+
+impl Db {
+    /// Puts a claimed notice back for `until` without counting an attempt
+    /// (quiet hours), and records why.
+    pub async fn defer_notice(&self, id: &str, channel: &str, until_ms: i64, why: &str, now_ms: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE notices SET state = 'pending', attempts = attempts - 1, available_at = $2, \
+                 lease_until = NULL, last_error = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(until_ms)
+            .bind(why)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
+                 VALUES ($1, $2, $3, 'deferred', NULL, $4)",
+            )
+            .bind(id)
+            .bind(channel)
+            .bind(now_ms)
+            .bind(why)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -54,7 +54,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
         &config,
         format!(
             "[database]\nurl = {db}\n[paths]\nlife_events = {le}\nrules = {rules}\nconnectors = {conn}\n\
-             [delivery]\nlease_secs = 3\nbatch_size = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 200\npoll_interval_ms = 20\n\
+             [delivery]\nquiet_hours = \"none\"\nlease_secs = 3\nbatch_size = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 200\npoll_interval_ms = 20\n\
              [engine]\nbatch_size = 50\npoll_interval_ms = 20\n\
              [channels.eaddress]\nkind = \"http\"\nbase_url = \"{ea}\"\ntoken_env = \"CRASH_TEST_TOKEN\"\ntimeout_secs = 2\n\
              [channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nmessage_id_domain = \"crash.test\"\npool_size = 1\n\

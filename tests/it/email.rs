@@ -168,3 +168,38 @@ async fn emails_carry_a_one_click_unsubscribe_link_the_engine_can_verify() {
     assert!(!m.data.contains(MOTHER), "the personal code is not in the message");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn quiet_hours_hold_an_email_until_the_morning_without_counting_an_attempt() {
+    for t in support::stores().await {
+        let smtp = SmtpServer::start();
+        let out = tempfile::tempdir().unwrap();
+        let app = app_with_smtp(&t, &smtp, out.path()).await;
+        load(
+            &app,
+            &[
+                support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+                support::birth("b1", "321118-20001", Some(MOTHER), None, "2026-11-18"),
+            ],
+        )
+        .await;
+        app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-23T22:30:00+02:00").unwrap().to_utc());
+        let r = app.delivery().run_until_idle().await.unwrap();
+        assert_eq!((r.sent, r.deferred, r.retried, r.dead), (0, 1, 0, 0), "{}", t.name);
+        assert!(smtp.messages().is_empty());
+        let held = app.db.list_notices(Some("pending"), 10).await.unwrap();
+        assert_eq!(held[0].attempts, 0, "{}: a deferral is not an attempt", t.name);
+        assert!(held[0].last_error.as_deref().unwrap().contains("until 2026-11-24 08:00"), "{:?}", held[0].last_error);
+        app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-24T07:59:00+02:00").unwrap().to_utc());
+        assert_eq!(
+            app.delivery().run_until_idle().await.unwrap().claimed,
+            0,
+            "{}: not before the window opens",
+            t.name
+        );
+        app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-24T08:00:00+02:00").unwrap().to_utc());
+        assert_eq!(app.delivery().run_until_idle().await.unwrap().sent, 1, "{}", t.name);
+        assert_eq!(smtp.messages().len(), 1);
+        t.cleanup().await;
+    }
+}
