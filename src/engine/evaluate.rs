@@ -608,24 +608,32 @@ impl<'a> Eval<'a> {
                         serde_json::Value::Null => serde_json::Map::new(),
                         _ => return Err("notice(): data must be a map".into()),
                     };
-                    if notices.iter().any(|n: &NoticeRow| n.recipient == to && n.template == template) {
-                        continue; // the same message to the same person once per step
+                    let purpose = d.step_purpose(step).to_string();
+                    for (recipient, on_behalf) in self.final_recipients(&to, &purpose) {
+                        if notices.iter().any(|n: &NoticeRow| n.recipient == recipient && n.template == template) {
+                            continue; // the same message to the same person once per step
+                        }
+                        let mut data = data.clone();
+                        if let Some(of) = on_behalf {
+                            // Templates may say whom it is about; the notice is for the one who acts.
+                            data.insert("on_behalf_of".into(), of.into());
+                        }
+                        notices.push(NoticeRow {
+                            id: notice_id(cid, &step.id, due, &recipient),
+                            case_id: cid.to_string(),
+                            life_situation: d.id.clone(),
+                            version: d.version,
+                            step: step.id.clone(),
+                            draft_ref: step_drafts.get(&recipient).or_else(|| step_drafts.get(&to)).cloned(),
+                            recipient,
+                            purpose: purpose.clone(),
+                            template: template.clone(),
+                            data: serde_json::Value::Object(data),
+                            due_at: due,
+                            available_at: due.max(self.now_ms),
+                            state,
+                        });
                     }
-                    notices.push(NoticeRow {
-                        id: notice_id(cid, &step.id, due, &to),
-                        case_id: cid.to_string(),
-                        life_situation: d.id.clone(),
-                        version: d.version,
-                        step: step.id.clone(),
-                        draft_ref: step_drafts.get(&to).cloned(),
-                        recipient: to,
-                        purpose: d.step_purpose(step).to_string(),
-                        template,
-                        data: serde_json::Value::Object(data),
-                        due_at: due,
-                        available_at: due.max(self.now_ms),
-                        state,
-                    });
                 }
                 Decision::Close { reason } => close = Some(reason),
                 Decision::Skip { step: s, reason } => {
@@ -663,6 +671,36 @@ impl<'a> Eval<'a> {
             self.end_case(cid, &format!("closed by rule {}: {reason}", step.rule));
         }
         Ok(())
+    }
+
+    /// Who a notice addressed to `to` goes to, and on whose behalf: a minor
+    /// (under 18 today) is reached through their guardians, else their living
+    /// parents; a person who named a representative for this purpose through
+    /// them (and also directly when the mandate asks for a copy).
+    fn final_recipients(&self, to: &str, purpose: &str) -> Vec<(String, Option<String>)> {
+        let today = self.lookup.today.get();
+        let Some(p) = self.lookup.profiles.get(to) else { return vec![(to.to_string(), None)] };
+        let alive = |c: &String| self.lookup.profiles.get(c).is_none_or(|x| !x.is_deceased());
+        if p.kind == ProfileKind::Person && p.age_on(today).is_some_and(|a| a < 18) && !p.is_deceased() {
+            let adults: Vec<String> = if p.guardians.is_empty() {
+                [&p.mother, &p.father].into_iter().flatten().filter(|c| alive(c)).cloned().collect()
+            } else {
+                p.guardians.clone()
+            };
+            if !adults.is_empty() {
+                return adults.into_iter().map(|a| (a, Some(to.to_string()))).collect();
+            }
+        }
+        let mandates: Vec<&super::profile::Mandate> = p.mandates.iter().filter(|m| m.covers(purpose)).collect();
+        if mandates.is_empty() {
+            return vec![(to.to_string(), None)];
+        }
+        let mut out: Vec<(String, Option<String>)> =
+            mandates.iter().map(|m| (m.representative.clone(), Some(to.to_string()))).collect();
+        if mandates.iter().any(|m| m.copy) {
+            out.push((to.to_string(), None));
+        }
+        out
     }
 
     fn outcome(&mut self, e: &EventRow, d: &LifeSituation, step: Option<String>, outcome: &str, detail: String) {

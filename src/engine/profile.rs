@@ -97,6 +97,9 @@ pub struct Profile {
     /// Company officers (companies).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub officers: Vec<Officer>,
+    /// Representatives the person named, for all or some purposes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mandates: Vec<Mandate>,
     /// The latest consent record per purpose and channel.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<Consent>,
@@ -138,6 +141,25 @@ pub struct Consent {
     /// Which consent text the person was shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_version: Option<String>,
+}
+
+/// A representative named by the person (`mandate.granted`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mandate {
+    /// The representative's personal code.
+    pub representative: String,
+    /// The purposes it covers; none for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purposes: Option<Vec<String>>,
+    /// Whether the person gets the notice too.
+    pub copy: bool,
+}
+
+impl Mandate {
+    /// Whether it covers `purpose`.
+    pub fn covers(&self, purpose: &str) -> bool {
+        self.purposes.as_ref().is_none_or(|p| p.iter().any(|x| x == purpose))
+    }
 }
 
 /// A company officer.
@@ -231,6 +253,18 @@ impl Profile {
             "document.invalidated" => {
                 let number = s("number");
                 self.documents.retain(|x| Some(&x.number) != number.as_ref());
+            }
+            "mandate.granted" | "mandate.revoked" => {
+                let representative = s("representative").unwrap_or_default();
+                self.mandates.retain(|m| m.representative != representative);
+                if event.event_type == "mandate.granted" {
+                    let purposes = d
+                        .get("purposes")
+                        .and_then(|v| v.as_array())
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect::<Vec<_>>());
+                    let copy = d.get("copy").and_then(|v| v.as_bool()).unwrap_or(false);
+                    self.mandates.push(Mandate { representative, purposes, copy });
+                }
             }
             "consent.granted" | "consent.refused" | "consent.withdrawn" => {
                 let record = Consent {

@@ -475,3 +475,52 @@ async fn a_shadow_definition_records_what_it_would_send_and_sends_nothing() {
     assert_eq!(steps(&app.db).await, [("issued".to_string(), "shadow".to_string())]);
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_notice_to_a_minor_goes_to_the_parents_and_one_to_a_mandator_to_the_representative() {
+    let (_dir, rules) =
+        rule_dir(&[("reminders.toml", definition("reminders", 1, "valid_from = 2024-01-01", REMINDERS))]);
+    let t = support::sqlite().await;
+    let now = at("2026-12-01T10:00:00+02:00");
+    let (child, mother, father, adult, rep) =
+        ("150614-20001", "150394-11002", "020792-11002", "200190-11008", "300588-11007");
+    let mandate = serde_json::json!({
+        "source": "portal", "id": "m1", "type": "mandate.granted", "subject": adult,
+        "occurred_at": "2026-11-30T10:00:00+02:00",
+        "data": { "representative": rep, "purposes": ["reminders"], "copy": true }
+    });
+    ingest(
+        &t.db,
+        &rules,
+        &[
+            support::birth("b", child, Some(mother), Some(father), "2014-06-15"),
+            mandate,
+            document("d1", child, "LV1", "2026-12-01", "2031-12-01"),
+            document("d2", adult, "LV2", "2026-12-01", "2036-12-01"),
+        ],
+        now,
+    )
+    .await;
+    Engine::new(t.db.clone(), rules.clone(), Clock::manual(now), 100).run_all_due(&|| false).await.unwrap();
+    let mut to: Vec<(String, String)> =
+        t.db.notices_of(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.step == "issued")
+            .map(|n| (n.recipient, n.state))
+            .collect();
+    to.sort();
+    let mut want = vec![
+        (father.to_string(), "pending".to_string()),
+        (mother.into(), "pending".into()),
+        (adult.into(), "pending".into()),
+        (rep.into(), "pending".into()),
+    ];
+    want.sort();
+    assert_eq!(
+        to, want,
+        "the 12-year-old's notice goes to both parents; the adult's to the representative and, as a copy, to them"
+    );
+    t.cleanup().await;
+}
