@@ -675,8 +675,10 @@ impl<'a> Eval<'a> {
 
     /// Who a notice addressed to `to` goes to, and on whose behalf: a minor
     /// (under 18 today) is reached through their guardians, else their living
-    /// parents; a person who named a representative for this purpose through
-    /// them (and also directly when the mandate asks for a copy).
+    /// parents; an assisted person through the representative declared for
+    /// them; a person who named a representative for this purpose through
+    /// them (and also directly when the mandate asks for a copy); a company
+    /// without an active e-address through its officers.
     fn final_recipients(&self, to: &str, purpose: &str) -> Vec<(String, Option<String>)> {
         let today = self.lookup.today.get();
         let Some(p) = self.lookup.profiles.get(to) else { return vec![(to.to_string(), None)] };
@@ -690,6 +692,15 @@ impl<'a> Eval<'a> {
             if !adults.is_empty() {
                 return adults.into_iter().map(|a| (a, Some(to.to_string()))).collect();
             }
+        }
+        if let Some(rep) = p.assisted.as_ref().and_then(|a| a.representative.clone()) {
+            return vec![(rep, Some(to.to_string()))];
+        }
+        if p.kind == ProfileKind::Company && !p.eaddress_active && !p.officers.is_empty() {
+            let mut officers: Vec<String> = p.officers.iter().map(|o| o.officer.clone()).collect();
+            officers.sort();
+            officers.dedup();
+            return officers.into_iter().map(|o| (o, Some(to.to_string()))).collect();
         }
         let mandates: Vec<&super::profile::Mandate> = p.mandates.iter().filter(|m| m.covers(purpose)).collect();
         if mandates.is_empty() {

@@ -97,6 +97,10 @@ pub struct Profile {
     /// Company officers (companies).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub officers: Vec<Officer>,
+    /// Marked as needing assistance (offline): the representative who acts, or none
+    /// (letters or a client centre).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assisted: Option<Assistance>,
     /// Representatives the person named, for all or some purposes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mandates: Vec<Mandate>,
@@ -141,6 +145,14 @@ pub struct Consent {
     /// Which consent text the person was shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_version: Option<String>,
+}
+
+/// A person marked as assisted (`assistance.declared`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assistance {
+    /// Who acts for them; none for letters or a client centre.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub representative: Option<String>,
 }
 
 /// A representative named by the person (`mandate.granted`).
@@ -254,6 +266,8 @@ impl Profile {
                 let number = s("number");
                 self.documents.retain(|x| Some(&x.number) != number.as_ref());
             }
+            "assistance.declared" => self.assisted = Some(Assistance { representative: s("representative") }),
+            "assistance.ended" => self.assisted = None,
             "mandate.granted" | "mandate.revoked" => {
                 let representative = s("representative").unwrap_or_default();
                 self.mandates.retain(|m| m.representative != representative);

@@ -524,3 +524,43 @@ async fn a_notice_to_a_minor_goes_to_the_parents_and_one_to_a_mandator_to_the_re
     );
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_company_without_an_e_address_is_reached_through_its_officers_and_an_assisted_person_through_their_helper() {
+    let companies = r#"
+[trigger]
+events = ["company.registered", "address.declared"]
+[[steps]]
+id = "issued"
+rule = "remind.rhai"
+"#;
+    let (_dir, rules) =
+        rule_dir(&[("companies.toml", definition("companies", 1, "valid_from = 2024-01-01", companies))]);
+    let t = support::sqlite().await;
+    let now = at("2026-12-01T10:00:00+02:00");
+    let company = proactive::events::codes::valid_test_regno(7);
+    let (officer, assisted, helper) = ("150394-11002", "200190-11008", "300588-11007");
+    let ev = |id: &str, ty: &str, subject: &str, data: serde_json::Value| {
+        serde_json::json!({ "source": "ur", "id": id, "type": ty, "subject": subject,
+            "occurred_at": "2026-12-01T09:00:00+02:00", "data": data })
+    };
+    ingest(
+        &t.db,
+        &rules,
+        &[
+            ev("o1", "company.officer_appointed", &company, serde_json::json!({ "officer": officer, "role": "valdes loceklis" })),
+            ev("a1", "assistance.declared", assisted, serde_json::json!({ "representative": helper })),
+            ev("r1", "company.registered", &company,
+                serde_json::json!({ "name": "SIA \"Tests\"", "legal_form": "SIA", "registered": "2026-12-01", "address": "Rīga" })),
+            ev("x1", "address.declared", assisted,
+                serde_json::json!({ "address": "Rīga, Brīvības iela 1", "municipality": "Rīga", "since": "2026-12-01" })),
+        ],
+        now,
+    )
+    .await;
+    Engine::new(t.db.clone(), rules.clone(), Clock::manual(now), 100).run_all_due(&|| false).await.unwrap();
+    let mut to: Vec<String> = t.db.notices_of(None).await.unwrap().into_iter().map(|n| n.recipient).collect();
+    to.sort();
+    assert_eq!(to, [officer, helper], "the officer for the company, the helper for the assisted person");
+    t.cleanup().await;
+}
