@@ -115,6 +115,8 @@ pub struct ChannelsConfig {
     pub eaddress: ChannelConfig,
     /// SMS.
     pub sms: ChannelConfig,
+    /// Letters and client-centre tasks (a `file` folder that printing or a centre picks up).
+    pub letter: ChannelConfig,
 }
 
 /// How one channel sends.
@@ -262,6 +264,7 @@ impl Default for ChannelsConfig {
             email: ChannelConfig::Smtp(SmtpConfig::default()),
             eaddress: ChannelConfig::Disabled,
             sms: ChannelConfig::Disabled,
+            letter: ChannelConfig::Disabled,
         }
     }
 }

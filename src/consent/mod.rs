@@ -46,6 +46,14 @@ pub fn route(
     if legal_effect {
         order.sort_by_key(|c| *c != ChannelName::Eaddress);
     }
+    // A letter (or a client centre's task) comes after every digital channel,
+    // and first for a person marked as assisted with no representative.
+    order.retain(|c| *c != ChannelName::Letter);
+    if profile.and_then(|p| p.assisted.as_ref()).is_some_and(|a| a.representative.is_none()) {
+        why.push("assisted: letters or a client centre instead of digital channels".into());
+        order.clear();
+    }
+    order.push(ChannelName::Letter);
     let opt_in = ls.purposes.iter().any(|p| p.id == purpose && p.mode == ConsentMode::OptIn);
     let mut refused = 0;
     for ch in order {
@@ -71,6 +79,7 @@ pub fn route(
             ChannelName::Eaddress => profile.filter(|p| p.eaddress_active).map(|_| recipient.to_string()),
             ChannelName::Email => profile.and_then(|p| p.email.clone()),
             ChannelName::Sms => profile.and_then(|p| p.phone.clone()),
+            ChannelName::Letter => profile.and_then(|p| p.address.clone()),
         };
         match address {
             Some(address) => return (Route::Send { channel: ch, address }, why),
@@ -81,6 +90,7 @@ pub fn route(
                     ChannelName::Eaddress => "no active e-address account",
                     ChannelName::Email => "no email declared",
                     ChannelName::Sms => "no phone declared",
+                    ChannelName::Letter => "no declared address",
                 }
             )),
         }
@@ -172,6 +182,23 @@ mod tests {
         let p = Profile { consents: vec![consent("death", None, false)], ..reachable };
         let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
         assert_eq!(r, Route::Send { channel: ChannelName::Email, address: "a@example.lv".into() });
+    }
+
+    #[test]
+    fn a_letter_is_the_last_resort_and_the_first_for_an_assisted_person_without_a_helper() {
+        let p = Profile { address: Some("Brīvības iela 1, Rīga".into()), ..person() };
+        let (r, why) = route(&p.subject, Some(&p), &ls(), "birth", false, &|_| true);
+        assert_eq!(r, Route::Send { channel: ChannelName::Letter, address: "Brīvības iela 1, Rīga".into() });
+        assert!(why.iter().any(|w| w == "email: no email declared"), "{why:?}");
+        let (r, _) = route(&p.subject, Some(&p), &ls(), "birth", false, &|c| c != ChannelName::Letter);
+        assert!(matches!(r, Route::Suppress(_)), "no letter channel configured: {r:?}");
+        let assisted = Profile {
+            email: Some("a@example.lv".into()),
+            assisted: Some(crate::engine::profile::Assistance { representative: None }),
+            ..p
+        };
+        let (r, _) = route(&assisted.subject, Some(&assisted), &ls(), "birth", false, &|_| true);
+        assert_eq!(r, Route::Send { channel: ChannelName::Letter, address: "Brīvības iela 1, Rīga".into() });
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct Channels {
     pub eaddress: Option<Transport>,
     /// SMS.
     pub sms: Option<Transport>,
+    /// Letters and client-centre tasks.
+    pub letter: Option<Transport>,
 }
 
 impl Channels {
@@ -108,7 +110,8 @@ impl Channels {
             ChannelConfig::Http(g) => Some(Transport::Sms(SmsClient::new(g, None)?)),
             other => file_only("sms", other)?,
         };
-        Ok(Channels { email, eaddress, sms })
+        let letter = file_only("letter", &cfg.letter)?;
+        Ok(Channels { email, eaddress, sms, letter })
     }
 
     /// The transport of `channel`, if configured.
@@ -117,6 +120,7 @@ impl Channels {
             ChannelName::Email => self.email.as_ref(),
             ChannelName::Eaddress => self.eaddress.as_ref(),
             ChannelName::Sms => self.sms.as_ref(),
+            ChannelName::Letter => self.letter.as_ref(),
         }
     }
 }
@@ -164,6 +168,11 @@ impl FileSink {
     async fn write_json(&self, channel: ChannelName, m: &Outgoing) -> SendOutcome {
         let body = match channel {
             ChannelName::Sms => serde_json::json!({ "to": m.address, "text": m.sms, "reference": m.notice_id }),
+            // A task for printing and posting, or for a client centre to call or meet the person.
+            ChannelName::Letter => serde_json::json!({
+                "task": "letter", "recipient": m.recipient, "postal_address": m.address, "language": m.language,
+                "subject": m.subject, "body_text": m.text, "legal_effect": m.legal_effect, "reference": m.notice_id,
+            }),
             _ => serde_json::json!({
                 "recipient": m.address, "subject": m.subject, "body_text": m.text, "body_html": m.html,
                 "attachments": [], "legal_effect": m.legal_effect, "reference": m.notice_id,

@@ -44,6 +44,8 @@ pub enum ChannelName {
     Email,
     /// SMS.
     Sms,
+    /// A printed letter or a task for a client centre: the last resort, never a silent drop.
+    Letter,
 }
 
 impl ChannelName {
@@ -53,6 +55,7 @@ impl ChannelName {
             ChannelName::Eaddress => "eaddress",
             ChannelName::Email => "email",
             ChannelName::Sms => "sms",
+            ChannelName::Letter => "letter",
         }
     }
 }

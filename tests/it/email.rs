@@ -203,3 +203,29 @@ async fn quiet_hours_hold_an_email_until_the_morning_without_counting_an_attempt
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn someone_no_digital_channel_reaches_gets_a_letter_task_not_silence() {
+    let t = support::sqlite().await;
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = support::fixture_config(&t.url, out.path());
+    cfg.channels.letter = proactive::config::ChannelConfig::File { dir: out.path().join("letters") };
+    let app = App::open(cfg, support::demo_clock()).await.unwrap();
+    let moved = serde_json::json!({
+        "source": "pmlp", "id": "a1", "type": "address.declared", "subject": MOTHER,
+        "occurred_at": "2026-11-01T10:00:00+02:00",
+        "data": { "address": "Brīvības iela 1, Rīga", "municipality": "Rīga", "since": "2026-11-01" }
+    });
+    load(&app, &[moved, support::birth("b1", "321118-20001", Some(MOTHER), None, "2026-11-18")]).await;
+    let r = app.delivery().run_until_idle().await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (1, 0));
+    let sent = app.db.list_notices(Some("sent"), 10).await.unwrap();
+    assert_eq!(sent[0].channel.as_deref(), Some("letter"));
+    let file = std::fs::read_dir(out.path().join("letters")).unwrap().next().unwrap().unwrap().path();
+    let task: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(task["task"], "letter");
+    assert_eq!(task["postal_address"], "Brīvības iela 1, Rīga");
+    assert_eq!(task["reference"], sent[0].notice_id.as_str());
+    assert!(task["body_text"].as_str().unwrap().contains("Sveicam"), "the letter carries the text");
+    t.cleanup().await;
+}
