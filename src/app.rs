@@ -40,6 +40,11 @@ impl App {
     pub async fn open(cfg: Config, clock: Clock) -> Result<App> {
         crate::consent::QuietHours::parse(&cfg.delivery.quiet_hours)
             .map_err(|e| anyhow::anyhow!("delivery.quiet_hours: {e}"))?;
+        for (channel, rate) in &cfg.delivery.rate_per_s {
+            if !["eaddress", "email", "sms", "letter"].contains(&channel.as_str()) || rate.is_nan() || *rate < 0.0 {
+                anyhow::bail!("delivery.rate_per_s.{channel}: a channel (eaddress, email, sms, letter) and a rate ≥ 0");
+            }
+        }
         let rules = Arc::new(load_rules(&cfg)?);
         let db = Db::open(&cfg.database.url, cfg.database.max_connections).await?;
         // A virtual clock only moves forward, across restarts too: it resumes

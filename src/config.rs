@@ -93,6 +93,8 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
     /// Riga-time window in which email and SMS wait (`HH:MM-HH:MM`, or `none`).
     pub quiet_hours: String,
+    /// Most messages a second per channel (`eaddress`, `email`, `sms`, `letter`), as the provider allows.
+    pub rate_per_s: std::collections::BTreeMap<String, f64>,
 }
 
 /// The engine's clock: the machine's, or a virtual one for rehearsals and the demo.
@@ -254,6 +256,7 @@ impl Default for DeliveryConfig {
             backoff_max_ms: 3_600_000,
             concurrency: 32,
             quiet_hours: "21:00-08:00".into(),
+            rate_per_s: Default::default(),
         }
     }
 }

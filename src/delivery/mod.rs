@@ -8,6 +8,7 @@ pub mod channels;
 pub mod eaddress;
 pub mod email;
 mod gateway;
+pub mod pace;
 pub mod segments;
 pub mod sms;
 pub mod templates;
@@ -41,6 +42,7 @@ pub struct Delivery {
     cfg: DeliveryConfig,
     draft_link: String,
     quiet: Option<crate::consent::QuietHours>,
+    paces: Arc<std::collections::HashMap<ChannelName, pace::Pace>>,
 }
 
 /// What became of one claimed notice.
@@ -100,7 +102,11 @@ impl Delivery {
             tracing::error!(error = %e, "delivery.quiet_hours is not valid; no quiet hours");
             None
         });
-        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link, quiet }
+        let paces = [ChannelName::Eaddress, ChannelName::Email, ChannelName::Sms, ChannelName::Letter]
+            .into_iter()
+            .filter_map(|c| pace::Pace::new(cfg.rate_per_s.get(c.as_str()).copied()).map(|p| (c, p)))
+            .collect();
+        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link, quiet, paces: Arc::new(paces) }
     }
 
     /// Claims one batch of due notices and sends them, up to
@@ -248,6 +254,9 @@ impl Delivery {
                 },
             };
             let transport = self.channels.get(channel).expect("routing only picks configured channels");
+            if let Some(p) = self.paces.get(&channel) {
+                p.wait().await;
+            }
             let outcome = transport.send(channel, &m).await;
             let now = self.clock.now_ms();
             let ch = Some(channel.as_str());
