@@ -23,7 +23,9 @@ pub struct RuleSet {
     pub templates: Templates,
     /// Reference data by municipality name, for the `municipality()` helper.
     pub municipalities: Arc<HashMap<String, Dynamic>>,
-    by_type: HashMap<String, Vec<usize>>,
+    /// Per event type, the running versions (active or shadow) of each life
+    /// situation it starts, one group per id, highest version first.
+    by_type: HashMap<String, Vec<Vec<usize>>>,
     listened: HashSet<String>,
     purposes: HashSet<String>,
 }
@@ -161,11 +163,21 @@ impl RuleSet {
                 listened.extend(s.on.iter().chain(&s.unless).cloned());
             }
         }
-        let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_type: HashMap<String, Vec<Vec<usize>>> = HashMap::new();
         for (i, d) in situations.iter().enumerate() {
-            for t in &d.trigger.events {
-                by_type.entry(t.clone()).or_default().push(i);
+            if !matches!(d.status, Status::Active | Status::Shadow) {
+                continue;
             }
+            for t in &d.trigger.events {
+                let groups = by_type.entry(t.clone()).or_default();
+                match groups.iter_mut().find(|g| situations[g[0]].id == d.id) {
+                    Some(g) => g.push(i),
+                    None => groups.push(vec![i]),
+                }
+            }
+        }
+        for g in by_type.values_mut().flatten() {
+            g.sort_by_key(|&i| std::cmp::Reverse(situations[i].version));
         }
         let purposes = situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
         Ok(RuleSet {
@@ -198,28 +210,15 @@ impl RuleSet {
         day: NaiveDate,
         arrival: NaiveDate,
     ) -> impl Iterator<Item = &'a LifeSituation> {
-        let candidates: Vec<&LifeSituation> = self
-            .by_type
-            .get(event_type)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.situations[i])
-            .filter(|d| matches!(d.status, Status::Active | Status::Shadow))
-            .collect();
-        let mut ids: Vec<&str> = candidates.iter().map(|d| d.id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let pick = |id: &str, on: NaiveDate| {
-            candidates.iter().filter(|d| d.id == id && d.in_force_on(on)).max_by_key(|d| d.version).copied()
-        };
-        let chosen: Vec<&LifeSituation> = ids
-            .into_iter()
-            .filter_map(|id| {
-                let anchored = candidates.iter().any(|d| d.id == id && d.trigger.anchor.is_some());
-                if anchored { pick(id, arrival) } else { pick(id, day).or_else(|| pick(id, arrival)) }
-            })
-            .collect();
-        chosen.into_iter()
+        self.by_type.get(event_type).into_iter().flatten().filter_map(move |group| {
+            let versions = || group.iter().map(|&i| &self.situations[i]);
+            let pick = |on: NaiveDate| versions().find(|d| d.in_force_on(on));
+            if versions().any(|d| d.trigger.anchor.is_some()) {
+                pick(arrival)
+            } else {
+                pick(day).or_else(|| pick(arrival))
+            }
+        })
     }
 
     /// Whether events of this type may concern open cases (cancel, unless, on).

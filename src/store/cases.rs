@@ -254,7 +254,7 @@ impl Db {
     }
 }
 
-/// A notice as the rule tests and `cases show` see it.
+/// A notice as the rule tests, simulations and `cases show` see it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NoticeView {
     /// Notice id.
@@ -263,6 +263,10 @@ pub struct NoticeView {
     pub case_id: String,
     /// Life-situation id.
     pub life_situation: String,
+    /// Definition version.
+    pub version: i64,
+    /// Purpose it serves.
+    pub purpose: String,
     /// Step that made it.
     pub step: String,
     /// Recipient's code.
@@ -281,34 +285,46 @@ pub struct NoticeView {
     pub draft_ref: Option<String>,
 }
 
+/// The columns [`notice_view_from_row`] reads.
+pub(crate) const NOTICE_VIEW_COLUMNS: &str = "id, case_id, life_situation, version, purpose, step, recipient, template, \
+     due_at, available_at, state, last_error, draft_ref";
+
+/// A notice as [`NoticeView`], from a row with its columns.
+pub(crate) fn notice_view_from_row<R: Row>(r: &R) -> Result<NoticeView>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(NoticeView {
+        id: r.try_get("id")?,
+        case_id: r.try_get("case_id")?,
+        life_situation: r.try_get("life_situation")?,
+        version: r.try_get("version")?,
+        purpose: r.try_get("purpose")?,
+        step: r.try_get("step")?,
+        recipient: r.try_get("recipient")?,
+        template: r.try_get("template")?,
+        due_at: r.try_get("due_at")?,
+        available_at: r.try_get("available_at")?,
+        state: r.try_get("state")?,
+        last_error: r.try_get("last_error")?,
+        draft_ref: r.try_get("draft_ref")?,
+    })
+}
+
 impl Db {
     /// Notices, of one case or all, in due order.
     pub async fn notices_of(&self, case_id: Option<&str>) -> Result<Vec<NoticeView>> {
         Ok(on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT id, case_id, life_situation, step, recipient, template, due_at, available_at, state, last_error, draft_ref \
-                 FROM notices WHERE ($1 IS NULL OR case_id = $1) ORDER BY due_at, id",
-            )
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {NOTICE_VIEW_COLUMNS} FROM notices WHERE ($1 IS NULL OR case_id = $1) ORDER BY due_at, id"
+            )))
             .bind(case_id)
             .fetch_all(pool)
             .await?;
-            rows.into_iter()
-                .map(|r| {
-                    Ok(NoticeView {
-                        id: r.try_get("id")?,
-                        case_id: r.try_get("case_id")?,
-                        life_situation: r.try_get("life_situation")?,
-                        step: r.try_get("step")?,
-                        recipient: r.try_get("recipient")?,
-                        template: r.try_get("template")?,
-                        due_at: r.try_get("due_at")?,
-                        available_at: r.try_get("available_at")?,
-                        state: r.try_get("state")?,
-                        last_error: r.try_get("last_error")?,
-                        draft_ref: r.try_get("draft_ref")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            rows.iter().map(notice_view_from_row).collect::<Result<Vec<_>>>()?
         }))
     }
 

@@ -15,7 +15,7 @@ pub use cases::{DraftLink, NoticeView};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
-pub use simulate::{EndedStep, SimNotice};
+pub use simulate::EndedStep;
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
 
 use std::str::FromStr;

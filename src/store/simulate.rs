@@ -6,37 +6,9 @@ use anyhow::Result;
 use futures_util::TryStreamExt;
 use sqlx::Row;
 
-use super::{Db, on_pool};
+use super::cases::{NOTICE_VIEW_COLUMNS, notice_view_from_row};
+use super::{Db, NoticeView, on_pool};
 use crate::engine::cases::{PlanEntry, StepState};
-
-/// A notice as the simulation reports it.
-#[derive(Clone, Debug)]
-pub struct SimNotice {
-    /// Notice id (stable across rule versions: case key, step, due time, recipient).
-    pub id: String,
-    /// Its case.
-    pub case_id: String,
-    /// Life-situation id.
-    pub life_situation: String,
-    /// Definition version.
-    pub version: i64,
-    /// Step that made it.
-    pub step: String,
-    /// Recipient's code.
-    pub recipient: String,
-    /// Purpose it serves.
-    pub purpose: String,
-    /// Template name.
-    pub template: String,
-    /// When it was due (ms).
-    pub due_at: i64,
-    /// When it could first go out (ms).
-    pub available_at: i64,
-    /// `pending`, `shadow` or `cancelled`.
-    pub state: String,
-    /// Why it was cancelled.
-    pub last_error: Option<String>,
-}
 
 /// A timed step that did not run, and why.
 #[derive(Clone, Debug)]
@@ -55,41 +27,15 @@ pub struct EndedStep {
     pub plan: PlanEntry,
 }
 
-const SIM_COLUMNS: &str =
-    "id, case_id, life_situation, version, step, recipient, purpose, template, due_at, available_at, state, last_error";
-
-fn sim_from_row<R: Row>(r: &R) -> Result<SimNotice>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(SimNotice {
-        id: r.try_get("id")?,
-        case_id: r.try_get("case_id")?,
-        life_situation: r.try_get("life_situation")?,
-        version: r.try_get("version")?,
-        step: r.try_get("step")?,
-        recipient: r.try_get("recipient")?,
-        purpose: r.try_get("purpose")?,
-        template: r.try_get("template")?,
-        due_at: r.try_get("due_at")?,
-        available_at: r.try_get("available_at")?,
-        state: r.try_get("state")?,
-        last_error: r.try_get("last_error")?,
-    })
-}
-
 impl Db {
     /// Takes every notice (pending, or of a shadow situation) that may go out
     /// by `now_ms`, and marks it sent without sending, so each is taken once
     /// and a case that ends later does not withdraw it.
-    pub async fn take_due_notices(&self, now_ms: i64) -> Result<Vec<SimNotice>> {
+    pub async fn take_due_notices(&self, now_ms: i64) -> Result<Vec<NoticeView>> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SIM_COLUMNS} FROM notices WHERE state IN ('pending', 'shadow') AND available_at <= $1 \
+                "SELECT {NOTICE_VIEW_COLUMNS} FROM notices WHERE state IN ('pending', 'shadow') AND available_at <= $1 \
                  ORDER BY available_at, id"
             )))
             .bind(now_ms)
@@ -103,22 +49,22 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            rows.iter().map(sim_from_row).collect::<Result<Vec<_>>>()?
+            rows.iter().map(notice_view_from_row).collect::<Result<Vec<_>>>()?
         }))
     }
 
     /// Notices withdrawn before they went out, due in `[from_ms, to_ms]`, in due order.
-    pub async fn cancelled_notices(&self, from_ms: i64, to_ms: i64) -> Result<Vec<SimNotice>> {
+    pub async fn cancelled_notices(&self, from_ms: i64, to_ms: i64) -> Result<Vec<NoticeView>> {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SIM_COLUMNS} FROM notices WHERE state = 'cancelled' AND due_at >= $1 AND due_at <= $2 \
+                "SELECT {NOTICE_VIEW_COLUMNS} FROM notices WHERE state = 'cancelled' AND due_at >= $1 AND due_at <= $2 \
                  ORDER BY due_at, id"
             )))
             .bind(from_ms)
             .bind(to_ms)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(sim_from_row).collect::<Result<Vec<_>>>()?
+            rows.iter().map(notice_view_from_row).collect::<Result<Vec<_>>>()?
         }))
     }
 

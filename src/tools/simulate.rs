@@ -29,7 +29,7 @@ use crate::engine::virtual_time::{DueNotices, arrive_at, fire_until, route_notic
 use crate::engine::{Engine, RuleSet};
 use crate::events::{RawRecord, ingest_records, validate_records};
 use crate::mask::mask_code;
-use crate::store::{Db, SimNotice};
+use crate::store::{Db, NoticeView};
 
 /// Events ingested together at one moment of virtual time.
 const CHUNK: usize = 5_000;
@@ -299,7 +299,7 @@ impl Sink<'_, '_> {
         Ok(())
     }
 
-    fn notice_record(&self, n: &SimNotice, kind: &'static str) -> Record {
+    fn notice_record(&self, n: &NoticeView, kind: &'static str) -> Record {
         Record {
             kind,
             at: riga_time(n.available_at),
@@ -508,28 +508,28 @@ pub fn diff(simulated: &Summary, baseline: &Summary) -> Diff {
     let empty = HashMap::new();
     let (new, old) = (simulated.made.as_ref().unwrap_or(&empty), baseline.made.as_ref().unwrap_or(&empty));
     let mut d = Diff::default();
-    for (id, (ls, step, to)) in new {
-        if !old.contains_key(id) {
+    // What one run made and the other did not: counted per step, a few recipients kept.
+    let only_in = |a: &HashMap<_, (String, String, String)>, b: &HashMap<_, _>, lost: bool, d: &mut Diff| {
+        for (id, (ls, step, to)) in a {
+            if b.contains_key(id) {
+                continue;
+            }
             let key = format!("{ls} / {step}");
-            d.per_step.entry(key.clone()).or_default().0 += 1;
-            d.gained += 1;
-            let s = d.gained_sample.entry(key).or_default();
+            let (count, total, samples) = if lost {
+                (&mut d.per_step.entry(key.clone()).or_default().1, &mut d.lost, &mut d.lost_sample)
+            } else {
+                (&mut d.per_step.entry(key.clone()).or_default().0, &mut d.gained, &mut d.gained_sample)
+            };
+            *count += 1;
+            *total += 1;
+            let s = samples.entry(key).or_default();
             if s.len() < SAMPLE {
                 s.push(mask_code(to));
             }
         }
-    }
-    for (id, (ls, step, to)) in old {
-        if !new.contains_key(id) {
-            let key = format!("{ls} / {step}");
-            d.per_step.entry(key.clone()).or_default().1 += 1;
-            d.lost += 1;
-            let s = d.lost_sample.entry(key).or_default();
-            if s.len() < SAMPLE {
-                s.push(mask_code(to));
-            }
-        }
-    }
+    };
+    only_in(new, old, false, &mut d);
+    only_in(old, new, true, &mut d);
     for s in d.gained_sample.values_mut().chain(d.lost_sample.values_mut()) {
         s.sort();
     }
