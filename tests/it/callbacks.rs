@@ -10,8 +10,8 @@ use proactive::config::{ChannelConfig, GatewayConfig};
 use proactive::delivery::sms::SmsClient;
 use proactive::delivery::{Channels, channels::Transport};
 
-use super::eaddress::load;
 use super::gateways::{GatewayFake, Kind};
+use super::support::load;
 use super::support::{self, SmtpServer};
 
 const MOTHER: &str = "150394-11002";

@@ -8,10 +8,10 @@ use proactive::app::App;
 use proactive::config::{ChannelConfig, GatewayConfig};
 use proactive::delivery::eaddress::{EaddressClient, MessageState};
 use proactive::delivery::{Channels, channels::Transport};
-use proactive::events::{RawRecord, ingest_records};
 use serde_json::json;
 
 use super::gateways::{GatewayFake, Kind, Script};
+use super::support::load;
 use super::support::{self, SmtpServer};
 
 const MOTHER: &str = "150394-11002";
@@ -42,18 +42,6 @@ pub fn activated(id: &str, subject: &str) -> serde_json::Value {
         "source": "eadrese", "id": id, "type": "eaddress.activated", "subject": subject,
         "occurred_at": "2026-11-01T10:00:00+02:00", "data": {}
     })
-}
-
-pub async fn load(app: &App, records: &[serde_json::Value]) {
-    let raw: Vec<RawRecord> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| RawRecord { location: format!("t:{i}"), text: r.to_string() })
-        .collect();
-    let purposes = app.purposes();
-    let c = ingest_records(&app.db, None, &raw, &*purposes, None, app.clock.now_ms()).await.unwrap();
-    assert_eq!(c.quarantined, 0);
-    app.engine().run_until_idle().await.unwrap();
 }
 
 /// The mother with an active e-address and a birth: one notice for her.

@@ -1,8 +1,8 @@
 //! Email against a real SMTP server over TCP (mailin-embedded), not a stub transport.
 
 use proactive::app::App;
-use proactive::events::{RawRecord, ingest_records};
 
+use super::support::load;
 use super::support::{self, SmtpServer};
 
 const MOTHER: &str = "150394-11002";
@@ -14,18 +14,6 @@ async fn app_with_smtp(t: &support::TestDb, smtp: &SmtpServer, out: &std::path::
     cfg.channels.eaddress = proactive::config::ChannelConfig::Disabled;
     cfg.channels.sms = proactive::config::ChannelConfig::Disabled;
     App::open(cfg, support::demo_clock()).await.unwrap()
-}
-
-async fn load(app: &App, records: &[serde_json::Value]) {
-    let raw: Vec<RawRecord> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| RawRecord { location: format!("t:{i}"), text: r.to_string() })
-        .collect();
-    let purposes = app.purposes();
-    let c = ingest_records(&app.db, None, &raw, &*purposes, None, app.clock.now_ms()).await.unwrap();
-    assert_eq!(c.quarantined, 0);
-    app.engine().run_until_idle().await.unwrap();
 }
 
 #[tokio::test]

@@ -11,9 +11,9 @@ use proactive::delivery::sms::SmsClient;
 use proactive::delivery::{Channels, channels::Transport};
 use serde_json::json;
 
-use super::eaddress::load;
 use super::gateways::{GatewayFake, Kind, Script};
 use super::support;
+use super::support::load;
 
 const MOTHER: &str = "150394-11002";
 const CHILD: &str = "321118-20001";

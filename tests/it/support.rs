@@ -302,3 +302,16 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Ingests change records (each must validate) and runs the engine over them.
+pub async fn load(app: &proactive::app::App, records: &[serde_json::Value]) {
+    let raw: Vec<proactive::events::RawRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| proactive::events::RawRecord { location: format!("t:{i}"), text: r.to_string() })
+        .collect();
+    let purposes = app.purposes();
+    let c = proactive::events::ingest_records(&app.db, None, &raw, &*purposes, None, app.clock.now_ms()).await.unwrap();
+    assert_eq!(c.quarantined, 0);
+    app.engine().run_until_idle().await.unwrap();
+}
