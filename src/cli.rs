@@ -467,11 +467,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         mask_code(&r.recipient),
                         r.state,
                         r.channel.as_deref().unwrap_or("-"),
-                        r.last_error.or(r.provider_id).unwrap_or_default()
+                        outbox_detail(&r)
                     );
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `outbox list` says of a notice beyond its state: the error, or where the message is.
+fn outbox_detail(r: &crate::store::DeliveryRow) -> String {
+    if let Some(e) = &r.last_error {
+        return e.clone();
+    }
+    let mut parts: Vec<String> = r.provider_id.iter().cloned().collect();
+    if let Some(s) = &r.served_on {
+        parts.push(format!("served {s}"));
+    }
+    if let Some(s) = r.receipt.as_deref().filter(|s| *s != "accepted") {
+        parts.push(s.to_string());
+    }
+    parts.join(", ")
 }

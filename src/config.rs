@@ -95,6 +95,12 @@ pub struct DeliveryConfig {
     pub quiet_hours: String,
     /// Most messages a second per channel (`eaddress`, `email`, `sms`, `letter`), as the provider allows.
     pub rate_per_s: std::collections::BTreeMap<String, f64>,
+    /// Whether email and SMS also wait out public holidays (from the business-day calendar).
+    pub hold_on_holidays: bool,
+    /// Seconds between questions to the e-address gateway about a sent message, until it is read.
+    pub receipt_poll_secs: i64,
+    /// Days after sending when an unread e-address message stops being followed.
+    pub receipt_follow_days: i64,
 }
 
 /// The engine's clock: the machine's, or a virtual one for rehearsals and the demo.
@@ -257,6 +263,9 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             quiet_hours: "21:00-08:00".into(),
             rate_per_s: Default::default(),
+            hold_on_holidays: true,
+            receipt_poll_secs: 900,
+            receipt_follow_days: 30,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! When a notice may go: quiet hours in Europe/Riga, during which email and
-//! SMS wait for the morning (deferred, never dropped).
+//! SMS wait for the morning (deferred, never dropped), and public holidays,
+//! on which they wait for the next working morning.
 
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Europe::Riga;
@@ -51,6 +52,32 @@ impl QuietHours {
     }
 }
 
+/// When a non-urgent email or SMS due at `at` may go instead, and why: quiet
+/// hours, or a public holiday in `holidays` (then the morning after it, the
+/// end of the quiet hours or 08:00). None: it may go now.
+pub fn held_until(
+    quiet: Option<&QuietHours>,
+    holidays: Option<&crate::engine::calendar::Calendar>,
+    at: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, String)> {
+    let riga = |t: DateTime<Utc>| t.with_timezone(&Riga).format("%Y-%m-%d %H:%M").to_string();
+    if let Some(cal) = holidays {
+        let today = at.with_timezone(&Riga).date_naive();
+        if let Some(name) = cal.holiday(today) {
+            let mut day = today.succ_opt()?;
+            while cal.holiday(day).is_some() {
+                day = day.succ_opt()?;
+            }
+            let morning = quiet.map_or(NaiveTime::from_hms_opt(8, 0, 0)?, |q| q.end);
+            let until = DateTime::from_timestamp_millis(crate::engine::schedule::riga_ms(day, morning))?;
+            return Some((until, format!("deferred: public holiday ({name}) until {}", riga(until))));
+        }
+    }
+    let q = quiet?;
+    let until = q.holds_until(at)?;
+    Some((until, format!("deferred: quiet hours ({q}) until {}", riga(until))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +112,25 @@ mod tests {
         assert_eq!(QuietHours::parse("none").unwrap(), None);
         assert!(QuietHours::parse("21-08").unwrap_err().contains("HH:MM"));
         assert!(QuietHours::parse("21:00-21:00").unwrap_err().contains("no length"));
+    }
+
+    #[test]
+    fn a_public_holiday_holds_until_the_next_working_morning() {
+        let q = QuietHours::parse("21:00-08:00").unwrap().unwrap();
+        let cal = crate::engine::calendar::Calendar::builtin();
+        // Christmas Eve, noon: 24–26 December are holidays, so Sunday the 27th at 08:00.
+        let (until, why) = held_until(Some(&q), Some(cal), at("2026-12-24T12:00:00+02:00")).unwrap();
+        assert_eq!(until, at("2026-12-27T08:00:00+02:00"));
+        assert!(why.contains("Ziemassvētku vakars") && why.contains("2026-12-27 08:00"), "{why}");
+        // Midsummer in summer time, with no quiet hours configured.
+        let (until, _) = held_until(None, Some(cal), at("2026-06-23T10:00:00+03:00")).unwrap();
+        assert_eq!(until, at("2026-06-25T08:00:00+03:00"));
+        // An ordinary evening is the quiet hours' business; an ordinary noon goes.
+        let (until, why) = held_until(Some(&q), Some(cal), at("2026-12-01T22:00:00+02:00")).unwrap();
+        assert_eq!(until, at("2026-12-02T08:00:00+02:00"));
+        assert!(why.starts_with("deferred: quiet hours"), "{why}");
+        assert_eq!(held_until(Some(&q), Some(cal), at("2026-12-01T12:00:00+02:00")), None);
+        // Holidays not taken into account when the operator says so.
+        assert_eq!(held_until(Some(&q), None, at("2026-12-24T12:00:00+02:00")), None);
     }
 }

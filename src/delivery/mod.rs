@@ -9,6 +9,7 @@ pub mod eaddress;
 pub mod email;
 mod gateway;
 pub mod pace;
+mod receipts;
 pub mod segments;
 pub mod sms;
 pub mod templates;
@@ -43,6 +44,8 @@ pub struct Delivery {
     draft_link: String,
     quiet: Option<crate::consent::QuietHours>,
     paces: Arc<std::collections::HashMap<ChannelName, pace::Pace>>,
+    /// When receipts were last asked for (real time), so a busy worker asks at most once a second.
+    receipts_asked: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// What became of one claimed notice.
@@ -74,6 +77,8 @@ pub struct RoundReport {
     pub suppressed: usize,
     /// Held for quiet hours.
     pub deferred: usize,
+    /// Sent e-address messages asked about (receipts).
+    pub receipts_polled: usize,
 }
 
 impl std::ops::AddAssign for RoundReport {
@@ -84,6 +89,7 @@ impl std::ops::AddAssign for RoundReport {
         self.dead += o.dead;
         self.suppressed += o.suppressed;
         self.deferred += o.deferred;
+        self.receipts_polled += o.receipts_polled;
     }
 }
 
@@ -106,7 +112,17 @@ impl Delivery {
             .into_iter()
             .filter_map(|c| pace::Pace::new(cfg.rate_per_s.get(c.as_str()).copied()).map(|p| (c, p)))
             .collect();
-        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link, quiet, paces: Arc::new(paces) }
+        Delivery {
+            db,
+            rules: rules.into(),
+            channels,
+            clock,
+            cfg,
+            draft_link,
+            quiet,
+            paces: Arc::new(paces),
+            receipts_asked: Arc::default(),
+        }
     }
 
     /// Claims one batch of due notices and sends them, up to
@@ -121,7 +137,8 @@ impl Delivery {
         // Leases and retry waits last in real time, whatever speed the clock runs at.
         let lease = self.clock.span_of_real(std::time::Duration::from_secs(self.cfg.lease_secs.max(0) as u64));
         let claimed = self.db.claim_notices(now, self.cfg.batch_size, lease.num_milliseconds()).await?;
-        let mut report = RoundReport { claimed: claimed.len(), ..RoundReport::default() };
+        let receipts_polled = self.poll_receipts().await?;
+        let mut report = RoundReport { claimed: claimed.len(), receipts_polled, ..RoundReport::default() };
         if claimed.is_empty() {
             return Ok(report);
         }
@@ -227,15 +244,12 @@ impl Delivery {
             // Quiet hours hold email and SMS until the window opens: deferred,
             // not an attempt and not a failure. The e-address and urgent steps pass.
             let urgent = ls.steps.iter().any(|s| s.id == n.step && s.urgent);
+            let holidays = self.cfg.hold_on_holidays.then_some(&*rules.calendar);
             if matches!(channel, ChannelName::Email | ChannelName::Sms)
                 && !urgent
-                && let Some(quiet) = &self.quiet
-                && let Some(until) = quiet.holds_until(self.clock.now())
+                && let Some((until, why)) =
+                    crate::consent::timing::held_until(self.quiet.as_ref(), holidays, self.clock.now())
             {
-                let why = format!(
-                    "deferred: quiet hours ({quiet}) until {}",
-                    until.with_timezone(&chrono_tz::Europe::Riga).format("%Y-%m-%d %H:%M")
-                );
                 self.db
                     .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms())
                     .await?;
@@ -267,6 +281,14 @@ impl Delivery {
                     unreachable.push((channel, reason));
                     msg = Some(m);
                     continue;
+                }
+                SendOutcome::Sent(provider_id) if matches!(transport, channels::Transport::Eaddress(_)) => {
+                    let served = self.served_on(&n.id, now).map(|d| d.to_string());
+                    let poll = self.next_receipt_poll(now);
+                    self.db
+                        .record_sent_followed(&n.id, channel.as_str(), &provider_id, served.as_deref(), poll, now)
+                        .await?;
+                    NoticeState::Sent
                 }
                 SendOutcome::Sent(provider_id) => {
                     self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;

@@ -139,7 +139,7 @@ impl<'a> Eval<'a> {
             now_ms: ctx.now.timestamp_millis(),
             w: BatchWrite::default(),
             report: BatchReport::default(),
-            lookup: Lookup::new(profiles, today, ctx.rules.municipalities.clone()),
+            lookup: Lookup::new(profiles, today, ctx.rules.municipalities.clone(), ctx.rules.calendar.clone()),
             dirty: HashSet::new(),
             cases: HashMap::new(),
             touched: Vec::new(),

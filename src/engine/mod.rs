@@ -3,6 +3,7 @@
 //! commits cases, notices and drafts with the events' processed mark in one
 //! transaction.
 
+pub mod calendar;
 pub mod cases;
 pub mod commands;
 pub mod definitions;

@@ -30,6 +30,8 @@ pub struct Lookup {
     pub today: Cell<NaiveDate>,
     /// Reference data by municipality name (`life-events/data/municipalities.toml`).
     pub municipalities: Arc<HashMap<String, Dynamic>>,
+    /// Business days, for `add_business_days()` and `is_business_day()`.
+    pub calendar: Arc<super::calendar::Calendar>,
 }
 
 impl Lookup {
@@ -38,8 +40,9 @@ impl Lookup {
         profiles: HashMap<String, Profile>,
         today: NaiveDate,
         municipalities: Arc<HashMap<String, Dynamic>>,
+        calendar: Arc<super::calendar::Calendar>,
     ) -> Self {
-        Lookup { profiles, today: Cell::new(today), municipalities }
+        Lookup { profiles, today: Cell::new(today), municipalities, calendar }
     }
 }
 
@@ -249,6 +252,14 @@ fn register_helpers(engine: &mut Engine) {
         let d = parse_day(day)?;
         super::schedule::add_months(d, n).map(|d| d.to_string()).ok_or_else(|| out_of_range(day))
     });
+    engine.register_fn("add_business_days", |day: &str, n: i64| -> Result<String, Box<rhai::EvalAltResult>> {
+        let d = parse_day(day)?;
+        with_calendar(|c| c.add_business_days(d, n).map(|d| d.to_string()).map_err(Into::into))
+    });
+    engine.register_fn("is_business_day", |day: &str| -> Result<bool, Box<rhai::EvalAltResult>> {
+        let d = parse_day(day)?;
+        with_calendar(|c| c.is_business_day(d).map_err(Into::into))
+    });
     engine.register_fn("days_between", |a: &str, b: &str| -> Result<i64, Box<rhai::EvalAltResult>> {
         Ok((parse_day(b)? - parse_day(a)?).num_days())
     });
@@ -286,6 +297,11 @@ fn register_helpers(engine: &mut Engine) {
     });
 }
 
+/// Runs `f` on the rule set's calendar (the shipped one outside an evaluation).
+fn with_calendar<T>(f: impl FnOnce(&super::calendar::Calendar) -> T) -> T {
+    if LOOKUP.is_set() { LOOKUP.with(|l| f(&l.calendar)) } else { f(super::calendar::Calendar::builtin()) }
+}
+
 fn parse_day(day: &str) -> Result<NaiveDate, Box<rhai::EvalAltResult>> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| format!("{day:?} is not a date YYYY-MM-DD").into())
 }
@@ -317,7 +333,12 @@ mod tests {
     }
 
     fn lookup() -> Lookup {
-        Lookup::new(HashMap::new(), NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(), Arc::default())
+        Lookup::new(
+            HashMap::new(),
+            NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+            Arc::default(),
+            Arc::new(crate::engine::calendar::Calendar::builtin().clone()),
+        )
     }
 
     fn input() -> RuleInput {
@@ -395,5 +416,19 @@ mod tests {
     fn a_wrong_decision_shape_is_an_error() {
         let r = rules_with(r#"#{ kind: "telegram" }"#).unwrap();
         assert!(r.run("r", &input(), &lookup()).is_err());
+    }
+
+    #[test]
+    fn business_days_skip_holidays_and_refuse_years_the_calendar_lacks() {
+        let r = rules_with(
+            r#"[close(add_business_days("2026-12-23", 2)), skip(add_business_days("2026-12-28", -1), `${is_business_day("2026-06-27")}`)]"#,
+        )
+        .unwrap();
+        let d = r.run("r", &input(), &lookup()).unwrap();
+        assert_eq!(d[0], Decision::Close { reason: "2026-12-29".into() });
+        assert_eq!(d[1], Decision::Skip { step: "2026-12-23".into(), reason: "true".into() });
+        let r = rules_with(r#"[close(add_business_days("2040-01-02", 1))]"#).unwrap();
+        let e = r.run("r", &input(), &lookup()).unwrap_err();
+        assert!(e.contains("covers 2025..2030"), "{e}");
     }
 }

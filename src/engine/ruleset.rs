@@ -23,6 +23,8 @@ pub struct RuleSet {
     pub templates: Templates,
     /// Reference data by municipality name, for the `municipality()` helper.
     pub municipalities: Arc<HashMap<String, Dynamic>>,
+    /// Public holidays and transferred working days (`life-events/data/calendar.toml`).
+    pub calendar: Arc<super::calendar::Calendar>,
     /// Per event type, the running versions (active or shadow) of each life
     /// situation it starts, one group per id, highest version first.
     by_type: HashMap<String, Vec<Vec<usize>>>,
@@ -153,6 +155,15 @@ impl RuleSet {
                 HashMap::new()
             }
         };
+        let calendar_file = life_events.join("data").join("calendar.toml");
+        let calendar = if calendar_file.exists() {
+            super::calendar::Calendar::load(&calendar_file).unwrap_or_else(|e| {
+                errors.push(e);
+                super::calendar::Calendar::default()
+            })
+        } else {
+            super::calendar::Calendar::builtin().clone()
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -185,6 +196,7 @@ impl RuleSet {
             rules,
             templates,
             municipalities: Arc::new(municipalities),
+            calendar: Arc::new(calendar),
             by_type,
             listened,
             purposes,

@@ -8,6 +8,7 @@ mod delivery_extra;
 mod events;
 mod outbox;
 mod profiles;
+mod receipts;
 mod simulate;
 mod snapshot;
 
@@ -15,6 +16,7 @@ pub use cases::{DraftLink, NoticeView};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
+pub use receipts::{ReceiptPoll, ReceiptState};
 pub use simulate::EndedStep;
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
 

@@ -183,6 +183,10 @@ pub struct DeliveryRow {
     pub attempts: i64,
     /// Draft offered with it.
     pub draft_ref: Option<String>,
+    /// The legal served day of an e-address document.
+    pub served_on: Option<String>,
+    /// How far the gateway says the message has got (`accepted`, `delivered`, `read`).
+    pub receipt: Option<String>,
 }
 
 const CLAIM_RETURNING: &str =
@@ -391,12 +395,47 @@ impl Db {
         available_at: Option<i64>,
         now_ms: i64,
     ) -> Result<()> {
+        self.write_attempt(notice_id, channel, state, provider_id, error, available_at, None, now_ms).await
+    }
+
+    /// Records a sent e-address document with its legal served day, and
+    /// when to first ask the gateway for its receipt.
+    pub async fn record_sent_followed(
+        &self,
+        notice_id: &str,
+        channel: &str,
+        provider_id: &str,
+        served_on: Option<&str>,
+        first_poll_at: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let follow = Some((served_on, first_poll_at));
+        self.write_attempt(notice_id, Some(channel), NoticeState::Sent, Some(provider_id), None, None, follow, now_ms)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_attempt(
+        &self,
+        notice_id: &str,
+        channel: Option<&str>,
+        state: NoticeState,
+        provider_id: Option<&str>,
+        error: Option<&str>,
+        available_at: Option<i64>,
+        follow: Option<(Option<&str>, i64)>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let (served_on, poll_at) = follow.map_or((None, None), |(s, p)| (s, Some(p)));
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "UPDATE notices SET state = $2, channel = COALESCE($3, channel), last_error = $4, \
                  lease_until = NULL, available_at = COALESCE($5, available_at), \
-                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END WHERE id = $1",
+                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END, \
+                 provider_id = COALESCE($7, provider_id), served_on = COALESCE($8, served_on), \
+                 receipt_status = CASE WHEN $9 IS NULL THEN receipt_status ELSE 'accepted' END, \
+                 receipt_poll_at = $9 WHERE id = $1",
             )
             .bind(notice_id)
             .bind(state.as_str())
@@ -404,6 +443,9 @@ impl Db {
             .bind(error)
             .bind(available_at)
             .bind(now_ms)
+            .bind(provider_id)
+            .bind(served_on)
+            .bind(poll_at)
             .execute(&mut *tx)
             .await?;
             if let Some(channel) = channel {
@@ -437,6 +479,7 @@ impl Db {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT n.id, n.life_situation, n.template, n.recipient, n.state, n.channel, n.last_error, n.attempts, n.draft_ref, \
+                 n.served_on, n.receipt_status, \
                  (SELECT d.provider_id FROM deliveries d WHERE d.notice_id = n.id AND d.outcome = 'sent' \
                   ORDER BY d.id DESC LIMIT 1) AS provider_id \
                  FROM notices n WHERE ($1 IS NULL OR n.state = $1) ORDER BY n.created_at, n.id LIMIT $2",
@@ -457,6 +500,8 @@ impl Db {
                         provider_id: r.try_get("provider_id")?,
                         last_error: r.try_get("last_error")?,
                         attempts: r.try_get("attempts")?,
+                        served_on: r.try_get("served_on")?,
+                        receipt: r.try_get("receipt_status")?,
                         draft_ref: r.try_get("draft_ref")?,
                     })
                 })

@@ -252,3 +252,78 @@ async fn message_status_and_account_are_read_from_the_gateway() {
     assert!(c.account_active(MOTHER).await.unwrap());
     assert!(!c.account_active(FATHER).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_sent_document_is_served_on_the_second_business_day_and_followed_until_read() {
+    for t in support::stores().await {
+        let fake = GatewayFake::start(Kind::Eaddress).await;
+        let out = tempfile::tempdir().unwrap();
+        let mut app = app(&t, &fake, None, out.path()).await;
+        app.cfg.delivery.receipt_poll_secs = 0;
+        let id = one_notice(&app).await;
+        // Sent on Wednesday 23 December 2026: 24–26 are holidays and 27 a Sunday.
+        app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-12-23T10:00:00+02:00").unwrap().to_utc());
+        assert_eq!(app.delivery().run_until_idle().await.unwrap().sent, 1);
+        let s = app.db.receipt_state(&id).await.unwrap().unwrap();
+        assert_eq!(s.served_on.as_deref(), Some("2026-12-29"), "{}: served day", t.name);
+        assert_eq!(s.status.as_deref(), Some("accepted"));
+        assert!(s.next_poll_at.is_some(), "{}: the message is followed", t.name);
+
+        let delivery = app.delivery();
+        let asks = || fake.state.status_asks.load(std::sync::atomic::Ordering::SeqCst);
+        let before = asks();
+        delivery.run_round().await.unwrap();
+        assert!(app.db.receipts(&id).await.unwrap().is_empty(), "{}: still only accepted", t.name);
+        fake.state
+            .statuses
+            .lock()
+            .unwrap()
+            .insert("msg-1".into(), json!({"status": "delivered", "delivered_at": "2026-12-23T10:00:05+02:00"}));
+        delivery.run_round().await.unwrap();
+        fake.state.statuses.lock().unwrap().insert(
+            "msg-1".into(),
+            json!({"status": "read", "delivered_at": "2026-12-23T10:00:05+02:00", "read_at": "2026-12-28T08:15:00+02:00"}),
+        );
+        delivery.run_round().await.unwrap();
+        let receipts = app.db.receipts(&id).await.unwrap();
+        let stages: Vec<_> = receipts.iter().map(|r| (r.status.as_str(), r.detail.as_deref())).collect();
+        assert_eq!(
+            stages,
+            [("delivered", Some("2026-12-23T10:00:05+02:00")), ("read", Some("2026-12-28T08:15:00+02:00"))],
+            "{}: each stage once, with the gateway's time",
+            t.name
+        );
+        assert!(receipts.iter().all(|r| r.provider_id.as_deref() == Some("msg-1") && r.channel == "eaddress"));
+        let s = app.db.receipt_state(&id).await.unwrap().unwrap();
+        assert_eq!((s.status.as_deref(), s.next_poll_at), (Some("read"), None), "{}: read ends the follow-up", t.name);
+        assert_eq!(asks() - before, 3, "{}: one question a round", t.name);
+        delivery.run_round().await.unwrap();
+        assert_eq!(asks() - before, 3, "{}: no more questions once read", t.name);
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unread_document_stops_being_followed_after_the_follow_up_period() {
+    for t in support::stores().await {
+        let fake = GatewayFake::start(Kind::Eaddress).await;
+        let out = tempfile::tempdir().unwrap();
+        let mut app = app(&t, &fake, None, out.path()).await;
+        app.cfg.delivery.receipt_poll_secs = 0;
+        app.cfg.delivery.receipt_follow_days = 10;
+        let id = one_notice(&app).await;
+        let delivery = app.delivery();
+        assert_eq!(delivery.run_until_idle().await.unwrap().sent, 1);
+        // A gateway that cannot say is asked again later, not given up on.
+        fake.state.statuses.lock().unwrap().clear();
+        delivery.run_round().await.unwrap();
+        assert!(app.db.receipt_state(&id).await.unwrap().unwrap().next_poll_at.is_some(), "{}", t.name);
+        fake.state.statuses.lock().unwrap().insert("msg-1".into(), json!({"status": "accepted"}));
+        app.clock.advance(chrono::Duration::days(11));
+        delivery.run_round().await.unwrap();
+        let s = app.db.receipt_state(&id).await.unwrap().unwrap();
+        assert_eq!((s.status.as_deref(), s.next_poll_at), (Some("accepted"), None), "{}: given up", t.name);
+        assert_eq!(s.served_on.as_deref(), Some("2026-11-25"), "{}: Monday's document is served on Wednesday", t.name);
+        t.cleanup().await;
+    }
+}

@@ -60,6 +60,8 @@ pub struct FakeState {
     pub unknown_numbers: Mutex<HashSet<String>>,
     /// Message id → status document for `GET /messages/{id}`.
     pub statuses: Mutex<HashMap<String, Value>>,
+    /// `GET /messages/{id}` requests answered.
+    pub status_asks: AtomicUsize,
     /// Connections to close without answering.
     pub drop_next: AtomicUsize,
     /// Connections closed without answering so far.
@@ -212,6 +214,7 @@ async fn post(State(st): State<Arc<FakeState>>, headers: HeaderMap, body: axum::
 }
 
 async fn status(State(st): State<Arc<FakeState>>, Path(id): Path<String>) -> Response {
+    st.status_asks.fetch_add(1, Ordering::SeqCst);
     match st.statuses.lock().unwrap().get(&id).cloned() {
         Some(s) => answer(200, s, None),
         None => answer(404, json!({"error": "unknown_message"}), None),

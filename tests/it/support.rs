@@ -155,6 +155,8 @@ pub struct Received {
     pub to: Vec<String>,
     /// The raw message.
     pub data: String,
+    /// When the server accepted it (answered 250).
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -184,7 +186,7 @@ impl mailin_embedded::Handler for Collector {
 
     fn data_end(&mut self) -> mailin_embedded::Response {
         let data = String::from_utf8_lossy(&self.buf).into_owned();
-        self.sink.lock().unwrap().push(Received { to: self.to.clone(), data });
+        self.sink.lock().unwrap().push(Received { to: self.to.clone(), data, at: std::time::Instant::now() });
         mailin_embedded::response::OK
     }
 }
