@@ -9,3 +9,9 @@ ALTER TABLE notices ADD COLUMN served_on TEXT;
 ALTER TABLE notices ADD COLUMN receipt_status TEXT;
 ALTER TABLE notices ADD COLUMN receipt_poll_at BIGINT;
 CREATE INDEX notices_receipt_poll ON notices (receipt_poll_at) WHERE receipt_poll_at IS NOT NULL;
+
+-- A withdrawal (refusal, death, the case's end) that came while the notice
+-- was already handed to a gateway: that send cannot be recalled, but if it
+-- does not go through, the notice ends cancelled with this reason instead of
+-- being retried.
+ALTER TABLE notices ADD COLUMN withdrawn TEXT;

@@ -278,6 +278,10 @@ impl Delivery {
                 SendOutcome::Unreachable(reason) => {
                     tracing::info!(notice = %n.id, channel = channel.as_str(), "channel does not reach the recipient; trying the next");
                     self.db.record_unreachable(&n.id, channel.as_str(), &reason, now).await?;
+                    if !self.db.hand_to_next_channel(&n.id).await? {
+                        tracing::info!(notice = %n.id, "withdrawn meanwhile; not sent on another channel");
+                        return Ok(NoticeState::Cancelled.into());
+                    }
                     unreachable.push((channel, reason));
                     msg = Some(m);
                     continue;

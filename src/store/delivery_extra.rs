@@ -188,8 +188,9 @@ impl Db {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "UPDATE notices SET state = 'pending', attempts = attempts - 1, available_at = $2, \
-                 lease_until = NULL, last_error = $3 WHERE id = $1",
+                "UPDATE notices SET state = CASE WHEN withdrawn IS NULL THEN 'pending' ELSE 'cancelled' END, \
+                 attempts = attempts - 1, available_at = $2, lease_until = NULL, \
+                 last_error = CASE WHEN withdrawn IS NULL THEN $3 ELSE withdrawn END WHERE id = $1",
             )
             .bind(id)
             .bind(until_ms)
@@ -209,5 +210,24 @@ impl Db {
             tx.commit().await?;
         });
         Ok(())
+    }
+}
+
+impl Db {
+    /// Hands a claimed notice to its next channel after the first said "not
+    /// this recipient": true, unless a withdrawal came meanwhile, in which
+    /// case the notice is cancelled with its reason (a new send would start
+    /// after the withdrawal's commit).
+    pub async fn hand_to_next_channel(&self, id: &str) -> Result<bool> {
+        Ok(on_pool!(self, pool => {
+            let r = sqlx::query(
+                "UPDATE notices SET state = 'cancelled', last_error = withdrawn, lease_until = NULL \
+                 WHERE id = $1 AND state = 'sending' AND withdrawn IS NOT NULL",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?;
+            r.rows_affected() == 0
+        }))
     }
 }

@@ -304,6 +304,26 @@ impl Db {
                 .bind(purpose)
                 .execute(&mut *tx)
                 .await?;
+                // Already handed to a gateway (`sending` was committed before the
+                // call): not recalled, but recorded as in flight, and not retried
+                // if that send does not go through.
+                let in_flight = format!("{column} = $2 AND state = 'sending' AND withdrawn IS NULL AND ($3 IS NULL OR purpose = $3)");
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
+                     SELECT id, COALESCE(channel, 'outbox'), $4, 'in_flight', NULL, $1 FROM notices WHERE {in_flight}"
+                )))
+                .bind(format!("withdrawn while handed to a gateway, not recalled: {reason}"))
+                .bind(key)
+                .bind(purpose)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE notices SET withdrawn = $1 WHERE {in_flight}")))
+                    .bind(reason)
+                    .bind(key)
+                    .bind(purpose)
+                    .execute(&mut *tx)
+                    .await?;
             }
             for chunk in statement_chunks(&w.outcomes, 6) {
                 let mut qb =
@@ -337,7 +357,12 @@ impl Db {
     /// Returns notices whose claim lapsed (their worker died) to the queue.
     pub async fn release_expired_leases(&self, now_ms: i64) -> Result<u64> {
         Ok(on_pool!(self, pool => {
-            sqlx::query("UPDATE notices SET state = 'pending', lease_until = NULL WHERE state = 'sending' AND lease_until < $1")
+            // A withdrawn one is not handed over again: whether the dead worker's send arrived is unknown.
+            sqlx::query(
+                "UPDATE notices SET state = CASE WHEN withdrawn IS NULL THEN 'pending' ELSE 'cancelled' END, \
+                 last_error = CASE WHEN withdrawn IS NULL THEN last_error ELSE withdrawn END, lease_until = NULL \
+                 WHERE state = 'sending' AND lease_until < $1",
+            )
                 .bind(now_ms)
                 .execute(pool)
                 .await?
@@ -430,8 +455,10 @@ impl Db {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "UPDATE notices SET state = $2, channel = COALESCE($3, channel), last_error = $4, \
-                 lease_until = NULL, available_at = COALESCE($5, available_at), \
+                "UPDATE notices SET \
+                 state = CASE WHEN $2 = 'pending' AND withdrawn IS NOT NULL THEN 'cancelled' ELSE $2 END, \
+                 last_error = CASE WHEN $2 = 'pending' AND withdrawn IS NOT NULL THEN withdrawn ELSE $4 END, \
+                 channel = COALESCE($3, channel), lease_until = NULL, available_at = COALESCE($5, available_at), \
                  sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END, \
                  provider_id = COALESCE($7, provider_id), served_on = COALESCE($8, served_on), \
                  receipt_status = CASE WHEN $9 IS NULL THEN receipt_status ELSE 'accepted' END, \

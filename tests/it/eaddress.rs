@@ -24,7 +24,7 @@ pub fn gateway(url: &str, timeout_secs: u64) -> GatewayConfig {
 }
 
 /// An app whose e-address goes to `fake` and whose email (if any) to `smtp`.
-async fn app(t: &support::TestDb, fake: &GatewayFake, smtp: Option<&SmtpServer>, out: &std::path::Path) -> App {
+pub async fn app(t: &support::TestDb, fake: &GatewayFake, smtp: Option<&SmtpServer>, out: &std::path::Path) -> App {
     let mut cfg = support::fixture_config(&t.url, out);
     cfg.channels.email = smtp.map(|s| support::smtp(s.addr)).unwrap_or(ChannelConfig::Disabled);
     cfg.channels.eaddress = ChannelConfig::Disabled;

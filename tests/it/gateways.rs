@@ -33,6 +33,8 @@ pub struct Seen {
     pub key: Option<String>,
     /// The JSON body.
     pub body: Value,
+    /// When the request reached the handler.
+    pub at: std::time::Instant,
 }
 
 /// An answer to give instead of the contract's normal one.
@@ -42,6 +44,8 @@ pub enum Script {
     Answer(u16, Value, Option<String>),
     /// Accept the message, then answer only after this long.
     Slow(Duration),
+    /// Wait this long, then answer this status (with `Retry-After: 0`) without accepting.
+    LateRefusal(Duration, u16),
 }
 
 /// What a fake knows and saw.
@@ -162,7 +166,12 @@ async fn post(State(st): State<Arc<FakeState>>, headers: HeaderMap, body: axum::
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let key = h("idempotency-key");
-    st.requests.lock().unwrap().push(Seen { authorization: h("authorization"), key: key.clone(), body: body.clone() });
+    st.requests.lock().unwrap().push(Seen {
+        authorization: h("authorization"),
+        key: key.clone(),
+        body: body.clone(),
+        at: std::time::Instant::now(),
+    });
     let kind = st.kind.unwrap();
     let ok_status = if kind == Kind::Eaddress { 201 } else { 202 };
     let scripted = st.script.lock().unwrap().pop_front();
@@ -170,6 +179,10 @@ async fn post(State(st): State<Arc<FakeState>>, headers: HeaderMap, body: axum::
     match scripted {
         Some(Script::Answer(code, b, ra)) => return answer(code, b, ra),
         Some(Script::Slow(d)) => delay = Some(d),
+        Some(Script::LateRefusal(d, code)) => {
+            tokio::time::sleep(d).await;
+            return answer(code, json!({"error": "busy"}), Some("0".into()));
+        }
         None => {}
     }
     let Some(key) = key else { return answer(400, json!({"error": "missing Idempotency-Key"}), None) };

@@ -21,3 +21,4 @@ mod serve;
 mod simulate;
 mod sms;
 mod snapshot;
+mod withdrawal;
