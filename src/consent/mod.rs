@@ -43,6 +43,12 @@ pub fn route(
         return (Route::Suppress("the recipient has died".into()), why);
     }
     let mut order = ls.channels.clone();
+    // The person's own order first, among the channels the situation uses.
+    if let Some(p) = profile.filter(|p| !p.channel_order.is_empty()) {
+        let rank = |c: &ChannelName| p.channel_order.iter().position(|x| x == c.as_str()).unwrap_or(usize::MAX);
+        order.sort_by_key(rank);
+        why.push(format!("the person's channel order: {}", p.channel_order.join(", ")));
+    }
     if legal_effect {
         order.sort_by_key(|c| *c != ChannelName::Eaddress);
     }
@@ -95,7 +101,10 @@ pub fn route(
             )),
         }
     }
-    let reason = if refused > 0 && refused == why.iter().filter(|w| !w.ends_with("not configured")).count() {
+    // Only the per-channel lines count: a refusal on every usable channel is the consent's doing.
+    let per_channel = |w: &&String| ["eaddress:", "email:", "sms:", "letter:"].iter().any(|c| w.starts_with(c));
+    let usable = why.iter().filter(per_channel).filter(|w| !w.ends_with("not configured")).count();
+    let reason = if refused > 0 && refused == usable {
         format!("the recipient's consent allows no channel for \"{purpose}\" ({})", why.join("; "))
     } else {
         format!("no channel reaches the recipient ({})", why.join("; "))
@@ -218,5 +227,47 @@ mod tests {
         let (r, _) = route("010190-10003", None, &ls(), "birth", false, &|_| true);
         let Route::Suppress(reason) = r else { panic!("expected suppression") };
         assert!(reason.contains("no email declared") && reason.contains("no active e-address"), "{reason}");
+    }
+
+    /// The routing decision for a table of people: who they are, what they
+    /// declared, and the channel (or the suppression) that must follow.
+    #[test]
+    fn routing_table() {
+        let email = Some("a@example.lv".to_string());
+        let phone = Some("+37120000000".to_string());
+        let reachable = Profile { email: email.clone(), phone: phone.clone(), eaddress_active: true, ..person() };
+        let dead = Profile { death_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 1), ..reachable.clone() };
+        let no_eaddress = Profile { eaddress_active: false, ..reachable.clone() };
+        let refused_all = Profile { consents: vec![consent("birth", None, false)], ..reachable.clone() };
+        let refused_eaddress =
+            Profile { consents: vec![consent("birth", Some("eaddress"), false)], ..reachable.clone() };
+        let prefers_sms = Profile { channel_order: vec!["sms".into(), "email".into()], ..reachable.clone() };
+        let assisted = Profile {
+            address: Some("Brīvības iela 1, Rīga".into()),
+            assisted: Some(crate::engine::profile::Assistance { representative: None }),
+            ..reachable.clone()
+        };
+        let nothing = person();
+        // (case, profile, legal effect, expected channel, or the suppression's words)
+        let table: Vec<(&str, &Profile, bool, Result<ChannelName, &str>)> = vec![
+            ("reachable, informational", &reachable, false, Ok(ChannelName::Eaddress)),
+            ("reachable, legal effect", &reachable, true, Ok(ChannelName::Eaddress)),
+            ("deceased", &dead, false, Err("has died")),
+            ("no e-address account, legal effect", &no_eaddress, true, Ok(ChannelName::Email)),
+            ("refused the purpose on every channel", &refused_all, false, Err("consent allows no channel")),
+            ("refused the purpose on the e-address only", &refused_eaddress, true, Ok(ChannelName::Email)),
+            ("prefers SMS, informational", &prefers_sms, false, Ok(ChannelName::Sms)),
+            ("prefers SMS, legal effect: the e-address still first", &prefers_sms, true, Ok(ChannelName::Eaddress)),
+            ("assisted without a representative", &assisted, false, Ok(ChannelName::Letter)),
+            ("nothing declared", &nothing, false, Err("no channel reaches")),
+        ];
+        for (case, p, legal, want) in table {
+            let (r, why) = route(&p.subject, Some(p), &ls(), "birth", legal, &|_| true);
+            match (r, want) {
+                (Route::Send { channel, .. }, Ok(c)) => assert_eq!(channel, c, "{case}: {why:?}"),
+                (Route::Suppress(reason), Err(words)) => assert!(reason.contains(words), "{case}: {reason}"),
+                (r, want) => panic!("{case}: got {r:?}, wanted {want:?} ({why:?})"),
+            }
+        }
     }
 }

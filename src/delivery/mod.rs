@@ -245,10 +245,16 @@ impl Delivery {
             // not an attempt and not a failure. The e-address and urgent steps pass.
             let urgent = ls.steps.iter().any(|s| s.id == n.step && s.urgent);
             let holidays = self.cfg.hold_on_holidays.then_some(&*rules.calendar);
+            // The person's own quiet hours replace the configured ones (checked when declared).
+            let own = profile.and_then(|p| p.quiet_hours.as_deref()).map(crate::consent::QuietHours::parse);
+            let quiet = match own {
+                Some(Ok(q)) => q,
+                _ => self.quiet,
+            };
             if matches!(channel, ChannelName::Email | ChannelName::Sms)
                 && !urgent
                 && let Some((until, why)) =
-                    crate::consent::timing::held_until(self.quiet.as_ref(), holidays, self.clock.now())
+                    crate::consent::timing::held_until(quiet.as_ref(), holidays, self.clock.now())
             {
                 self.db
                     .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms())

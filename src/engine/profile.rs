@@ -82,6 +82,12 @@ pub struct Profile {
     pub language: Option<String>,
     /// Whether the official e-address account is active.
     pub eaddress_active: bool,
+    /// The person's own channel order (first preferred); empty: the life situation's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channel_order: Vec<String>,
+    /// The person's own quiet hours (`HH:MM-HH:MM` or `none`); none: the configured ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<String>,
     /// Children's codes, from birth records naming this person as a parent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,
@@ -315,6 +321,14 @@ impl Profile {
                 self.email = s("email");
                 self.phone = s("phone");
                 self.language = s("language").or(self.language.take());
+            }
+            "preferences.declared" => {
+                self.channel_order = d
+                    .get("channels")
+                    .and_then(|c| c.as_array())
+                    .map(|l| l.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                self.quiet_hours = s("quiet_hours");
             }
             "eaddress.activated" => self.eaddress_active = true,
             "eaddress.deactivated" => self.eaddress_active = false,

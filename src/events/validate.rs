@@ -133,6 +133,10 @@ enum Kind {
     Phone,
     /// The id of an earlier change of the same source.
     ChangeRef,
+    /// A non-empty list of distinct channels, in the person's order.
+    Channels,
+    /// A Riga-time window `HH:MM-HH:MM`, or `none`.
+    QuietHours,
 }
 
 /// Which codes a type accepts as its `subject`.
@@ -221,6 +225,8 @@ const NO_FIELDS: &[Field] = &[];
 const APPLICATION: &[Field] = &[req("service_id", K::Text), opt("draft_ref", K::Text)];
 const BENEFIT: &[Field] = &[req("service_id", K::Text), req("decision_ref", K::Text)];
 const ANNULLED: &[Field] = &[req("annuls", K::ChangeRef)];
+const PREFERENCES: &[Field] = &[opt("channels", K::Channels), opt("quiet_hours", K::QuietHours)];
+const ALL_CHANNELS: &[&str] = &["eaddress", "email", "sms", "letter"];
 
 /// The event-type table of CONTRACTS.md §1, one row per type.
 const EVENT_TYPES: &[EventSpec] = &[
@@ -252,6 +258,10 @@ const EVENT_TYPES: &[EventSpec] = &[
     spec("mandate.revoked", S::Person, MANDATE),
     spec("assistance.declared", S::Person, ASSISTANCE),
     spec("assistance.ended", S::Person, ASSISTANCE),
+    // The engine's own, from the citizen API: not in the portal's feed. A
+    // null field goes back to the defaults (the life situation's channel
+    // order, the configured quiet hours).
+    spec("preferences.declared", S::Person, PREFERENCES),
     // e-address system (eadrese)
     spec("eaddress.activated", S::Either, NO_FIELDS),
     spec("eaddress.deactivated", S::Either, NO_FIELDS),
@@ -370,6 +380,29 @@ fn check_value(field: &Field, v: &Value, path: &str, ctx: &Context<'_>) -> Resul
             _ => Err(err(path, "expected true or false")),
         },
         K::Purpose => check_purpose(v, path, ctx).map(|_| None),
+        K::Channels => {
+            let list = v.as_array().ok_or_else(|| err(path, "expected a list of channels, or null"))?;
+            if list.is_empty() {
+                return Err(err(path, "empty list; use null for the default order"));
+            }
+            for (i, item) in list.iter().enumerate() {
+                match item.as_str() {
+                    Some(c) if ALL_CHANNELS.contains(&c) => {
+                        if list[..i].contains(item) {
+                            return Err(err(&format!("{path}[{i}]"), format!("{c} is listed twice")));
+                        }
+                    }
+                    _ => {
+                        return Err(err(
+                            &format!("{path}[{i}]"),
+                            format!("expected one of {}", ALL_CHANNELS.join(", ")),
+                        ));
+                    }
+                }
+            }
+            Ok(None)
+        }
+        K::QuietHours => crate::consent::QuietHours::parse(text(v, path)?).map(|_| None).map_err(|e| err(path, e)),
         K::Purposes => {
             let list =
                 v.as_array().ok_or_else(|| err(path, "expected a list of purpose ids, or null for every purpose"))?;
@@ -508,6 +541,8 @@ mod tests {
             K::Email => json!("janis@example.lv"),
             K::Phone => json!("+37120000000"),
             K::ChangeRef => json!("pmlp-000000001"),
+            K::Channels => json!(["sms", "email"]),
+            K::QuietHours => json!("22:00-07:30"),
         }
     }
 
@@ -779,6 +814,20 @@ mod tests {
         assert!(check(&with_data(t, "purpose", json!("passport_expiry"))).is_ok());
         let e = check(&with_data(t, "purpose", json!("marketing"))).err();
         assert_eq!(e, Some(err("data.purpose", "not a purpose any life situation declares")));
+    }
+
+    #[test]
+    fn kind_channels_and_quiet_hours() {
+        let t = "preferences.declared";
+        assert!(check(&with_data(t, "channels", json!(["letter", "eaddress"]))).is_ok());
+        assert!(check(&with_data(t, "channels", Value::Null)).is_ok());
+        let e = check(&with_data(t, "channels", json!(["sms", "sms"]))).err();
+        assert_eq!(e, Some(err("data.channels[1]", "sms is listed twice")));
+        let e = check(&with_data(t, "channels", json!(["pigeon"]))).err();
+        assert_eq!(e, Some(err("data.channels[0]", "expected one of eaddress, email, sms, letter")));
+        assert_eq!(field_error(check(&with_data(t, "channels", json!([])))), "data.channels");
+        assert!(check(&with_data(t, "quiet_hours", json!("none"))).is_ok());
+        assert_eq!(field_error(check(&with_data(t, "quiet_hours", json!("late")))), "data.quiet_hours");
     }
 
     #[test]

@@ -172,3 +172,50 @@ async fn a_dropped_connection_is_retried() {
     assert_eq!(fake.accepted(), 1);
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_persons_own_channel_order_and_quiet_hours_are_honoured() {
+    for t in support::stores().await {
+        let fake = GatewayFake::start(Kind::Sms).await;
+        let out = tempfile::tempdir().unwrap();
+        let mut app = app(&t, &fake, 3, out.path()).await;
+        // Email goes to a folder, so both channels reach her; the birth definition prefers email.
+        let mut channels = Channels::from_config(&app.cfg.channels, &app.cfg.links).unwrap();
+        channels.email = Some(Transport::Email(
+            proactive::delivery::email::EmailChannel::file(&out.path().join("mail"), "test.invalid").unwrap(),
+        ));
+        channels.sms = Some(Transport::Sms(
+            SmsClient::new(
+                &GatewayConfig { base_url: fake.url.clone(), ..GatewayConfig::default() },
+                Some(TOKEN.into()),
+            )
+            .unwrap(),
+        ));
+        app.channels = Arc::new(channels);
+        app.cfg.delivery.quiet_hours = "none".into();
+        let prefs = json!({
+            "source": "api", "id": "p1", "type": "preferences.declared", "subject": MOTHER,
+            "occurred_at": "2026-11-20T10:00:00+02:00",
+            // The demo clock stands at 09:00 Riga time: inside her own quiet hours.
+            "data": { "channels": ["sms", "email"], "quiet_hours": "08:00-10:00" }
+        });
+        load(
+            &app,
+            &[
+                support::contact("c1", MOTHER, Some("mother@example.lv"), Some(PHONE), "lv"),
+                prefs,
+                support::birth("b1", CHILD, Some(MOTHER), None, "2026-11-18"),
+            ],
+        )
+        .await;
+        let r = app.delivery().run_until_idle().await.unwrap();
+        assert_eq!((r.sent, r.deferred), (0, 1), "{}: held for her quiet hours", t.name);
+        let n = &app.db.list_notices(None, 10).await.unwrap()[0];
+        assert!(n.last_error.as_deref().unwrap().contains("08:00–10:00"), "{}: {:?}", t.name, n.last_error);
+        app.clock.advance(chrono::Duration::hours(1));
+        let r = app.delivery().run_until_idle().await.unwrap();
+        assert_eq!(r.sent, 1, "{}", t.name);
+        assert_eq!(fake.requests().len(), 1, "{}: by SMS, her first choice", t.name);
+        t.cleanup().await;
+    }
+}
