@@ -389,12 +389,12 @@ fn check_value(field: &Field, v: &Value, path: &str, ctx: &Context<'_>) -> Resul
                 match item.as_str() {
                     Some(c) if ALL_CHANNELS.contains(&c) => {
                         if list[..i].contains(item) {
-                            return Err(err(&format!("{path}[{i}]"), format!("{c} is listed twice")));
+                            return Err(err(format!("{path}[{i}]"), format!("{c} is listed twice")));
                         }
                     }
                     _ => {
                         return Err(err(
-                            &format!("{path}[{i}]"),
+                            format!("{path}[{i}]"),
                             format!("expected one of {}", ALL_CHANNELS.join(", ")),
                         ));
                     }
