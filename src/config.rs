@@ -95,6 +95,10 @@ pub struct DeliveryConfig {
     pub quiet_hours: String,
     /// Most messages a second per channel (`eaddress`, `email`, `sms`, `letter`), as the provider allows.
     pub rate_per_s: std::collections::BTreeMap<String, f64>,
+    /// Whether a person's non-urgent email or SMS notices due together go as one digest.
+    pub digest: bool,
+    /// Non-urgent notices a bulk wave sends an hour, spread over the sending window (0: no spreading).
+    pub stagger_per_hour: u64,
     /// Whether email and SMS also wait out public holidays (from the business-day calendar).
     pub hold_on_holidays: bool,
     /// Seconds between questions to the e-address gateway about a sent message, until it is read.
@@ -263,6 +267,8 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             quiet_hours: "21:00-08:00".into(),
             rate_per_s: Default::default(),
+            digest: true,
+            stagger_per_hour: 0,
             hold_on_holidays: true,
             receipt_poll_secs: 900,
             receipt_follow_days: 30,

@@ -9,6 +9,7 @@ pub mod eaddress;
 pub mod email;
 mod gateway;
 pub mod pace;
+mod pacing;
 mod receipts;
 pub mod segments;
 pub mod sms;
@@ -46,6 +47,8 @@ pub struct Delivery {
     paces: Arc<std::collections::HashMap<ChannelName, pace::Pace>>,
     /// When receipts were last asked for (real time), so a busy worker asks at most once a second.
     receipts_asked: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// When a wave was last looked for (real time): once a minute is enough.
+    staggered: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// What became of one claimed notice.
@@ -122,6 +125,7 @@ impl Delivery {
             quiet,
             paces: Arc::new(paces),
             receipts_asked: Arc::default(),
+            staggered: Arc::default(),
         }
     }
 
@@ -136,7 +140,8 @@ impl Delivery {
         }
         // Leases and retry waits last in real time, whatever speed the clock runs at.
         let lease = self.clock.span_of_real(std::time::Duration::from_secs(self.cfg.lease_secs.max(0) as u64));
-        let claimed = self.db.claim_notices(now, self.cfg.batch_size, lease.num_milliseconds()).await?;
+        self.stagger_now_and_then().await?;
+        let mut claimed = self.db.claim_notices(now, self.cfg.batch_size, lease.num_milliseconds()).await?;
         let receipts_polled = self.poll_receipts().await?;
         let mut report = RoundReport { claimed: claimed.len(), receipts_polled, ..RoundReport::default() };
         if claimed.is_empty() {
@@ -148,26 +153,51 @@ impl Delivery {
         recipients.dedup();
         let profiles: HashMap<String, Profile> =
             self.db.load_profiles(&recipients).await?.into_iter().map(|p| (p.subject.clone(), p)).collect();
+        if self.cfg.digest {
+            // A person's other due notices join them, so a digest lists them all.
+            let with_digestible: Vec<String> = recipients
+                .iter()
+                .filter(|r| claimed.iter().any(|n| &n.recipient == *r && n.priority == 0))
+                .cloned()
+                .collect();
+            claimed.extend(self.db.claim_digest_siblings(&with_digestible, now, lease.num_milliseconds()).await?);
+            report.claimed = claimed.len();
+        }
         let profiles = &profiles;
         // And one for the drafts the notices offer, whose links the messages carry.
         let refs: Vec<String> = claimed.iter().filter_map(|n| n.draft_ref.clone()).collect();
         let drafts: HashMap<String, crate::store::DraftRow> =
             self.db.drafts_by_ref(&refs).await?.into_iter().map(|d| (d.reference.clone(), d)).collect();
         let drafts = &drafts;
+        let (units, capped) = self.plan(claimed, profiles).await?;
+        report.deferred += capped;
         // Owned notices: a closure over borrowed ones would make the round's future not `Send`.
-        let mut states = futures_util::stream::iter(claimed)
-            .map(|n| async move { self.deliver(&n, profiles.get(&n.recipient), drafts).await })
+        let mut states = futures_util::stream::iter(units)
+            .map(|u| async move {
+                match u {
+                    pacing::Unit::One(n) => self.deliver(&n, profiles.get(&n.recipient), drafts).await.map(|d| vec![d]),
+                    pacing::Unit::Digest(id, m) => {
+                        self.deliver_digest(&id, &m, profiles.get(&m[0].recipient), drafts).await
+                    }
+                }
+            })
             .buffer_unordered(self.cfg.concurrency.max(1));
         // A store error stops the round, but only after the sends in flight have
         // been recorded: their notices must not wait out their lease to be retried.
         let mut first_err = None;
-        while let Some(state) = states.next().await {
-            match state {
-                Ok(Delivered::Deferred) => report.deferred += 1,
-                Ok(Delivered::State(NoticeState::Sent)) => report.sent += 1,
-                Ok(Delivered::State(NoticeState::Pending)) => report.retried += 1,
-                Ok(Delivered::State(NoticeState::Dead)) => report.dead += 1,
-                Ok(_) => report.suppressed += 1,
+        while let Some(states) = states.next().await {
+            match states {
+                Ok(states) => {
+                    for state in states {
+                        match state {
+                            Delivered::Deferred => report.deferred += 1,
+                            Delivered::State(NoticeState::Sent) => report.sent += 1,
+                            Delivered::State(NoticeState::Pending) => report.retried += 1,
+                            Delivered::State(NoticeState::Dead) => report.dead += 1,
+                            Delivered::State(_) => report.suppressed += 1,
+                        }
+                    }
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -185,6 +215,21 @@ impl Delivery {
             "delivery round"
         );
         Ok(report)
+    }
+
+    /// Looks for a bulk wave to spread, at most once a minute of real time.
+    async fn stagger_now_and_then(&self) -> Result<()> {
+        if self.cfg.stagger_per_hour == 0 {
+            return Ok(());
+        }
+        {
+            let mut last = self.staggered.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.stagger().await.map(|_| ())
     }
 
     /// Runs rounds until nothing due is left.
@@ -244,18 +289,7 @@ impl Delivery {
             // Quiet hours hold email and SMS until the window opens: deferred,
             // not an attempt and not a failure. The e-address and urgent steps pass.
             let urgent = ls.steps.iter().any(|s| s.id == n.step && s.urgent);
-            let holidays = self.cfg.hold_on_holidays.then_some(&*rules.calendar);
-            // The person's own quiet hours replace the configured ones (checked when declared).
-            let own = profile.and_then(|p| p.quiet_hours.as_deref()).map(crate::consent::QuietHours::parse);
-            let quiet = match own {
-                Some(Ok(q)) => q,
-                _ => self.quiet,
-            };
-            if matches!(channel, ChannelName::Email | ChannelName::Sms)
-                && !urgent
-                && let Some((until, why)) =
-                    crate::consent::timing::held_until(quiet.as_ref(), holidays, self.clock.now())
-            {
+            if let Some((until, why)) = self.hold(channel, urgent, profile) {
                 self.db
                     .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms())
                     .await?;
@@ -279,7 +313,6 @@ impl Delivery {
             }
             let outcome = transport.send(channel, &m).await;
             let now = self.clock.now_ms();
-            let ch = Some(channel.as_str());
             let state = match outcome {
                 SendOutcome::Unreachable(reason) => {
                     tracing::info!(notice = %n.id, channel = channel.as_str(), "channel does not reach the recipient; trying the next");
@@ -292,42 +325,92 @@ impl Delivery {
                     msg = Some(m);
                     continue;
                 }
-                SendOutcome::Sent(provider_id) if matches!(transport, channels::Transport::Eaddress(_)) => {
-                    let served = self.served_on(&n.id, now).map(|d| d.to_string());
-                    let poll = self.next_receipt_poll(now);
-                    self.db
-                        .record_sent_followed(&n.id, channel.as_str(), &provider_id, served.as_deref(), poll, now)
-                        .await?;
-                    NoticeState::Sent
-                }
-                SendOutcome::Sent(provider_id) => {
-                    self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
-                    NoticeState::Sent
-                }
-                SendOutcome::Permanent(err) => {
-                    tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
-                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
-                    NoticeState::Dead
-                }
-                SendOutcome::Retry(err, after) if n.attempts < self.cfg.max_attempts => {
-                    let real =
-                        after.unwrap_or_else(|| std::time::Duration::from_millis(self.backoff_ms(n.attempts) as u64));
-                    let wait = self.clock.span_of_real(real).num_milliseconds();
-                    tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
-                    self.db
-                        .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now)
-                        .await?;
-                    NoticeState::Pending
-                }
-                SendOutcome::Retry(err, _) => {
-                    tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
-                    let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
-                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
-                    NoticeState::Dead
+                outcome => {
+                    self.settle(n, channel, matches!(transport, channels::Transport::Eaddress(_)), outcome).await?
                 }
             };
             return Ok(state.into());
         }
+    }
+
+    /// Until when and why a message on `channel` waits now: email and SMS
+    /// over quiet hours (the person's own, else the configured ones) and
+    /// public holidays, unless `urgent`.
+    fn hold(
+        &self,
+        channel: ChannelName,
+        urgent: bool,
+        profile: Option<&Profile>,
+    ) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        if urgent || !matches!(channel, ChannelName::Email | ChannelName::Sms) {
+            return None;
+        }
+        let rules = self.rules.get();
+        let holidays = self.cfg.hold_on_holidays.then_some(&*rules.calendar);
+        // The person's own quiet hours replace the configured ones (checked when declared).
+        let own = profile.and_then(|p| p.quiet_hours.as_deref()).map(crate::consent::QuietHours::parse);
+        let quiet = match own {
+            Some(Ok(q)) => q,
+            _ => self.quiet,
+        };
+        crate::consent::timing::held_until(quiet.as_ref(), holidays, self.clock.now())
+    }
+
+    /// Records what a send of `n` on `channel` came to (sent, dead, or a
+    /// retry with backoff) and returns the notice's new state; "not this
+    /// recipient" is the caller's to handle, and counts here as a retry.
+    async fn settle(
+        &self,
+        n: &ClaimedNotice,
+        channel: ChannelName,
+        eaddress: bool,
+        outcome: SendOutcome,
+    ) -> Result<NoticeState> {
+        let now = self.clock.now_ms();
+        let ch = Some(channel.as_str());
+        Ok(match outcome {
+            SendOutcome::Sent(provider_id) if eaddress => {
+                let served = self.served_on(&n.id, now).map(|d| d.to_string());
+                let poll = self.next_receipt_poll(now);
+                self.db
+                    .record_sent_followed(&n.id, channel.as_str(), &provider_id, served.as_deref(), poll, now)
+                    .await?;
+                NoticeState::Sent
+            }
+            SendOutcome::Sent(provider_id) => {
+                self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
+                NoticeState::Sent
+            }
+            SendOutcome::Permanent(err) => {
+                tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
+                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                NoticeState::Dead
+            }
+            SendOutcome::Retry(err, after) => self.retry_or_give_up(n, channel, err, after).await?,
+            SendOutcome::Unreachable(err) => self.retry_or_give_up(n, channel, err, None).await?,
+        })
+    }
+
+    async fn retry_or_give_up(
+        &self,
+        n: &ClaimedNotice,
+        channel: ChannelName,
+        err: String,
+        after: Option<std::time::Duration>,
+    ) -> Result<NoticeState> {
+        let now = self.clock.now_ms();
+        let ch = Some(channel.as_str());
+        if n.attempts < self.cfg.max_attempts {
+            let real = after.unwrap_or_else(|| std::time::Duration::from_millis(self.backoff_ms(n.attempts) as u64));
+            let wait = self.clock.span_of_real(real).num_milliseconds();
+            tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
+            self.db.record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now).await?;
+            return Ok(NoticeState::Pending);
+        }
+        tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
+        let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
+        self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+        Ok(NoticeState::Dead)
     }
 
     /// The notice's message in the recipient's language, addressed to

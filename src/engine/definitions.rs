@@ -70,6 +70,44 @@ pub struct Purpose {
     pub mode: ConsentMode,
     /// What the person is told the purpose is.
     pub description: String,
+    /// Most messages a person gets under this purpose in a period, e.g.
+    /// `"2/7d"`; over it a notice waits, it is not dropped. Urgent and
+    /// legal-effect steps are not capped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<String>,
+}
+
+/// A parsed frequency cap: at most `count` messages in `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrequencyCap {
+    /// Messages allowed.
+    pub count: usize,
+    /// In this long.
+    pub window: chrono::Duration,
+}
+
+impl FrequencyCap {
+    /// Parses `N/PERIOD`, the period as in step offsets (`7d`, `1m`, `12h`).
+    pub fn parse(text: &str) -> Result<FrequencyCap, String> {
+        let (n, period) = text.split_once('/').ok_or_else(|| format!("cap {text:?} is not N/PERIOD (e.g. 2/7d)"))?;
+        let count: usize = n.trim().parse().map_err(|_| format!("cap {text:?}: {n:?} is not a count"))?;
+        if count == 0 {
+            return Err(format!("cap {text:?}: a count of 0 would hold every message forever"));
+        }
+        let p = period.trim();
+        let (num, unit) = p.split_at(p.len().saturating_sub(1));
+        let num: i64 = num.parse().map_err(|_| format!("cap {text:?}: {p:?} is not a period like 7d or 12h"))?;
+        let window = match unit {
+            "h" => chrono::Duration::hours(num),
+            "d" => chrono::Duration::days(num),
+            "w" => chrono::Duration::weeks(num),
+            _ => return Err(format!("cap {text:?}: the period's unit must be h, d or w")),
+        };
+        if num <= 0 {
+            return Err(format!("cap {text:?}: the period must be positive"));
+        }
+        Ok(FrequencyCap { count, window })
+    }
 }
 
 /// What starts a case.

@@ -632,6 +632,7 @@ impl<'a> Eval<'a> {
                             due_at: due,
                             available_at: due.max(self.now_ms),
                             state,
+                            priority: i64::from(step.urgent || step.legal_effect),
                         });
                     }
                 }

@@ -92,6 +92,11 @@ impl RuleSet {
             if d.id.is_empty() || !d.id.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()) {
                 errors.push(format!("{at}: id must be lower-case letters, digits and _"));
             }
+            for p in &d.purposes {
+                if let Some(Err(e)) = p.cap.as_deref().map(super::definitions::FrequencyCap::parse) {
+                    errors.push(format!("{at}: purpose \"{}\": {e}", p.id));
+                }
+            }
             if !d.purposes.iter().any(|p| p.id == d.id) {
                 errors.push(format!(
                     "{at}: purposes must include the main purpose \"{}\" (the life situation's id)",

@@ -587,7 +587,9 @@ mod tests {
     #[test]
     fn table_has_every_contract_type_once() {
         let types: Vec<_> = known_event_types().collect();
-        assert_eq!(types.len(), 30);
+        // CONTRACTS.md §1's 30, and the engine's own preferences.declared.
+        assert_eq!(types.len(), 31);
+        assert!(types.contains(&"preferences.declared"));
         let unique: std::collections::HashSet<_> = types.iter().collect();
         assert_eq!(unique.len(), types.len());
         for spec in EVENT_TYPES {

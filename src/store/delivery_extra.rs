@@ -79,32 +79,41 @@ pub struct ReceiptRow {
 impl Db {
     /// Records a receipt; a `failed` one also dead-letters a notice that was
     /// sent, with the gateway's reason, so an operator sees and can replay it.
-    /// Returns false when no notice has that id.
+    /// A digest's id records it for every member. Returns false when no
+    /// notice or digest has that id.
     pub async fn record_receipt(&self, r: &ReceiptRow, now_ms: i64) -> Result<bool> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let known = sqlx::query("SELECT state FROM notices WHERE id = $1").bind(&r.notice_id).fetch_optional(&mut *tx).await?;
-            if known.is_none() {
+            let ids: Vec<String> = sqlx::query("SELECT id FROM notices WHERE id = $1 OR digest_id = $1")
+                .bind(&r.notice_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
                 return Ok(false);
             }
-            sqlx::query(
-                "INSERT INTO receipts (notice_id, channel, provider_id, status, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&r.notice_id)
-            .bind(&r.channel)
-            .bind(&r.provider_id)
-            .bind(&r.status)
-            .bind(&r.detail)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            if r.status == "failed" {
-                let why = format!("{} delivery report: failed{}", r.channel, r.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default());
-                sqlx::query("UPDATE notices SET state = 'dead', last_error = $2 WHERE id = $1 AND state = 'sent'")
-                    .bind(&r.notice_id)
-                    .bind(why)
-                    .execute(&mut *tx)
-                    .await?;
+            for id in &ids {
+                sqlx::query(
+                    "INSERT INTO receipts (notice_id, channel, provider_id, status, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id)
+                .bind(&r.channel)
+                .bind(&r.provider_id)
+                .bind(&r.status)
+                .bind(&r.detail)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                if r.status == "failed" {
+                    let why = format!("{} delivery report: failed{}", r.channel, r.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default());
+                    sqlx::query("UPDATE notices SET state = 'dead', last_error = $2 WHERE id = $1 AND state = 'sent'")
+                        .bind(id)
+                        .bind(why)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             tx.commit().await?;
             true
@@ -173,7 +182,14 @@ impl Db {
     /// A notice's recipient, purpose and the channel it went on, by id.
     pub async fn notice_brief(&self, id: &str) -> Result<Option<(String, String, Option<String>)>> {
         Ok(on_pool!(self, pool => {
-            match sqlx::query("SELECT recipient, purpose, channel FROM notices WHERE id = $1").bind(id).fetch_optional(pool).await? {
+            // A digest's id answers for its first member (they share the recipient).
+            let row = sqlx::query(
+                "SELECT recipient, purpose, channel FROM notices WHERE id = $1 OR digest_id = $1 ORDER BY id LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
                 None => None,
                 Some(r) => Some((r.try_get("recipient")?, r.try_get("purpose")?, r.try_get("channel")?)),
             }

@@ -7,6 +7,7 @@ mod cases;
 mod delivery_extra;
 mod events;
 mod outbox;
+mod pacing;
 mod profiles;
 mod receipts;
 mod simulate;

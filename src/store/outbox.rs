@@ -38,6 +38,8 @@ pub struct NoticeRow {
     pub available_at: i64,
     /// `pending`, or `shadow` for a definition that records without sending.
     pub state: &'static str,
+    /// 1 for an urgent or legal-effect step (never digested, capped or staggered), else 0.
+    pub priority: i64,
 }
 
 /// A prefilled application.
@@ -158,6 +160,10 @@ pub struct ClaimedNotice {
     pub draft_ref: Option<String>,
     /// Attempts including this one.
     pub attempts: i64,
+    /// 1 for an urgent or legal-effect step, else 0.
+    pub priority: i64,
+    /// The digest it was claimed into, if any (kept across a crash).
+    pub digest_id: Option<String>,
 }
 
 /// A notice with its latest delivery, for listings.
@@ -187,10 +193,11 @@ pub struct DeliveryRow {
     pub served_on: Option<String>,
     /// How far the gateway says the message has got (`accepted`, `delivered`, `read`).
     pub receipt: Option<String>,
+    /// The digest it went out in, with a person's other notices of the day.
+    pub digest_id: Option<String>,
 }
 
-const CLAIM_RETURNING: &str =
-    " RETURNING id, case_id, life_situation, version, step, recipient, purpose, template, data, draft_ref, attempts";
+pub(crate) const CLAIM_RETURNING: &str = " RETURNING id, case_id, life_situation, version, step, recipient, purpose, template, data, draft_ref, attempts, priority, digest_id";
 
 impl Db {
     /// Commits one engine batch atomically: profiles, cases, notices, drafts,
@@ -249,10 +256,10 @@ impl Db {
                 );
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in statement_chunks(&w.notices, 14) {
+            for chunk in statement_chunks(&w.notices, 15) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
-                     draft_ref, due_at, available_at, state, created_at) ",
+                     draft_ref, due_at, available_at, state, priority, created_at) ",
                 );
                 qb.push_values(chunk, |mut b, n| {
                     b.push_bind(n.id.clone())
@@ -268,6 +275,7 @@ impl Db {
                         .push_bind(n.due_at)
                         .push_bind(n.available_at)
                         .push_bind(n.state)
+                        .push_bind(n.priority)
                         .push_bind(now_ms);
                 });
                 qb.push(" ON CONFLICT (id) DO NOTHING");
@@ -506,7 +514,7 @@ impl Db {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT n.id, n.life_situation, n.template, n.recipient, n.state, n.channel, n.last_error, n.attempts, n.draft_ref, \
-                 n.served_on, n.receipt_status, \
+                 n.served_on, n.receipt_status, n.digest_id, \
                  (SELECT d.provider_id FROM deliveries d WHERE d.notice_id = n.id AND d.outcome = 'sent' \
                   ORDER BY d.id DESC LIMIT 1) AS provider_id \
                  FROM notices n WHERE ($1 IS NULL OR n.state = $1) ORDER BY n.created_at, n.id LIMIT $2",
@@ -529,6 +537,7 @@ impl Db {
                         attempts: r.try_get("attempts")?,
                         served_on: r.try_get("served_on")?,
                         receipt: r.try_get("receipt_status")?,
+                        digest_id: r.try_get("digest_id")?,
                         draft_ref: r.try_get("draft_ref")?,
                     })
                 })
@@ -574,7 +583,7 @@ impl Db {
     }
 }
 
-fn claimed_from_row<R: Row>(r: &R) -> Result<ClaimedNotice>
+pub(crate) fn claimed_from_row<R: Row>(r: &R) -> Result<ClaimedNotice>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -594,5 +603,7 @@ where
         data: serde_json::from_str(&data)?,
         draft_ref: r.try_get("draft_ref")?,
         attempts: r.try_get("attempts")?,
+        priority: r.try_get("priority")?,
+        digest_id: r.try_get("digest_id")?,
     })
 }

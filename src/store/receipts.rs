@@ -114,4 +114,16 @@ impl Db {
             }
         }))
     }
+
+    /// When a notice may next be claimed; none when there is no such notice.
+    pub async fn notice_available_at(&self, notice_id: &str) -> Result<Option<i64>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("SELECT available_at FROM notices WHERE id = $1")
+                .bind(notice_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| r.try_get("available_at"))
+                .transpose()?
+        }))
+    }
 }

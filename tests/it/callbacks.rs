@@ -50,7 +50,9 @@ async fn sms_delivery_reports_are_authenticated_validated_and_recorded() {
     for t in support::stores().await {
         let fake = GatewayFake::start(Kind::Sms).await;
         let out = tempfile::tempdir().unwrap();
-        let app = sms_app(&t, &fake, out.path()).await;
+        let mut app = sms_app(&t, &fake, out.path()).await;
+        // Each notice its own SMS, so each gets its own report (digests are tested in pacing.rs).
+        app.cfg.delivery.digest = false;
         load(
             &app,
             &[

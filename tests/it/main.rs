@@ -14,6 +14,7 @@ mod eaddress;
 mod email;
 mod feed;
 mod ingest;
+mod pacing;
 mod restart;
 mod rules;
 mod schema;
