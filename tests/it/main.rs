@@ -16,6 +16,7 @@ mod feed;
 mod ingest;
 mod pacing;
 mod restart;
+mod routing;
 mod rules;
 mod schema;
 mod serve;
