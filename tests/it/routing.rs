@@ -41,7 +41,7 @@ async fn routing_table() {
         let app = proactive::app::App::open(cfg, support::demo_clock()).await.unwrap();
         let mut rows = Vec::new();
         let mut n = 0u16;
-        let mut mother = |n: &mut u16| {
+        let mother = |n: &mut u16| {
             *n += 10;
             code("1990-05-05", *n)
         };
@@ -174,7 +174,7 @@ async fn routing_table() {
                 .iter()
                 .filter(|n| people.contains(&&n.recipient))
                 .map(|n| {
-                    let channel = (n.state == "sent").then(|| n.channel.as_deref()).flatten();
+                    let channel = (n.state == "sent").then_some(n.channel.as_deref()).flatten();
                     (n.recipient.clone(), n.state.as_str(), channel)
                 })
                 .collect();
