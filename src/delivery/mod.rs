@@ -43,6 +43,7 @@ pub struct Delivery {
     draft_link: String,
     quiet: Option<crate::consent::QuietHours>,
     paces: Arc<std::collections::HashMap<ChannelName, pace::Pace>>,
+    audit: crate::audit::Audit,
 }
 
 /// What became of one claimed notice.
@@ -106,7 +107,14 @@ impl Delivery {
             .into_iter()
             .filter_map(|c| pace::Pace::new(cfg.rate_per_s.get(c.as_str()).copied()).map(|p| (c, p)))
             .collect();
-        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link, quiet, paces: Arc::new(paces) }
+        let audit = crate::audit::Audit::development();
+        Delivery { db, rules: rules.into(), channels, clock, cfg, draft_link, quiet, paces: Arc::new(paces), audit }
+    }
+
+    /// The same stage recording its attempts with `audit`'s key and chains.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Claims one batch of due notices and sends them, up to
@@ -190,9 +198,10 @@ impl Delivery {
     ) -> Result<Delivered> {
         let now = self.clock.now_ms();
         let rules = self.rules.get();
+        let mut tr = crate::audit::trace::DeliveryTrace::new(&self.audit, n, profile);
         let Some(ls) = rules.get(&n.life_situation, n.version) else {
             let err = format!("life situation {} version {} is no longer loaded", n.life_situation, n.version);
-            self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now).await?;
+            self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now, &tr).await?;
             return Ok(NoticeState::Dead.into());
         };
         let legal_effect = ls.steps.iter().any(|s| s.id == n.step && s.legal_effect);
@@ -202,6 +211,7 @@ impl Delivery {
         loop {
             let usable = |c: ChannelName| self.channels.get(c).is_some() && !unreachable.iter().any(|(u, _)| *u == c);
             let (route, why) = route(&n.recipient, profile, ls, &n.purpose, legal_effect, &usable);
+            tr.why.clone_from(&why);
             let (channel, address) = match route {
                 Route::Suppress(reason) => {
                     let reason = if unreachable.is_empty() {
@@ -217,7 +227,7 @@ impl Delivery {
                     };
                     let now = self.clock.now_ms();
                     self.db
-                        .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now)
+                        .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now, &tr)
                         .await?;
                     tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
                     return Ok(NoticeState::Suppressed.into());
@@ -237,7 +247,7 @@ impl Delivery {
                     until.with_timezone(&chrono_tz::Europe::Riga).format("%Y-%m-%d %H:%M")
                 );
                 self.db
-                    .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms())
+                    .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms(), &tr)
                     .await?;
                 return Ok(Delivered::Deferred);
             }
@@ -247,7 +257,16 @@ impl Delivery {
                     Ok(m) => m,
                     Err(e) => {
                         self.db
-                            .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
+                            .record_attempt(
+                                &n.id,
+                                Some(channel.as_str()),
+                                NoticeState::Dead,
+                                None,
+                                Some(&e),
+                                None,
+                                now,
+                                &tr,
+                            )
                             .await?;
                         return Ok(NoticeState::Dead.into());
                     }
@@ -263,18 +282,20 @@ impl Delivery {
             let state = match outcome {
                 SendOutcome::Unreachable(reason) => {
                     tracing::info!(notice = %n.id, channel = channel.as_str(), "channel does not reach the recipient; trying the next");
-                    self.db.record_unreachable(&n.id, channel.as_str(), &reason, now).await?;
+                    self.db.record_unreachable(&n.id, channel.as_str(), &reason, now, &tr).await?;
                     unreachable.push((channel, reason));
                     msg = Some(m);
                     continue;
                 }
                 SendOutcome::Sent(provider_id) => {
-                    self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
+                    self.db
+                        .record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now, &tr)
+                        .await?;
                     NoticeState::Sent
                 }
                 SendOutcome::Permanent(err) => {
                     tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
-                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now, &tr).await?;
                     NoticeState::Dead
                 }
                 SendOutcome::Retry(err, after) if n.attempts < self.cfg.max_attempts => {
@@ -283,14 +304,14 @@ impl Delivery {
                     let wait = self.clock.span_of_real(real).num_milliseconds();
                     tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
                     self.db
-                        .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now)
+                        .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now, &tr)
                         .await?;
                     NoticeState::Pending
                 }
                 SendOutcome::Retry(err, _) => {
                     tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
                     let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
-                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now, &tr).await?;
                     NoticeState::Dead
                 }
             };

@@ -70,6 +70,11 @@ pub struct Purpose {
     pub mode: ConsentMode,
     /// What the person is told the purpose is.
     pub description: String,
+    /// Days after a notice is made that its personal data is kept (then
+    /// `proactive retention run` erases it); none keeps it. Longer than any
+    /// draft offer of the purpose, which is erased with its notice.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 /// What starts a case.

@@ -4,8 +4,11 @@
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
+use super::audit::append_audit;
 use super::cases::plan_json;
 use super::{Db, on_pool, statement_chunks};
+use crate::audit::trace::DeliveryTrace;
+use crate::audit::{Audit, Entry};
 use crate::engine::cases::Case;
 use crate::engine::profile::Profile;
 
@@ -38,6 +41,8 @@ pub struct NoticeRow {
     pub available_at: i64,
     /// `pending`, or `shadow` for a definition that records without sending.
     pub state: &'static str,
+    /// How it was made: rule, version, event, and through whom.
+    pub trace: crate::audit::trace::NoticeTrace,
 }
 
 /// A prefilled application.
@@ -100,6 +105,9 @@ pub struct BatchWrite {
     pub outcomes: Vec<OutcomeRow>,
     /// Seqs of the events this batch handled.
     pub processed: Vec<i64>,
+    /// Audit records besides the notices made and withdrawn (which the
+    /// commit records itself): consent changes, staff actions.
+    pub audit: Vec<crate::audit::Entry>,
 }
 
 /// Where a notice stands.
@@ -190,8 +198,11 @@ const CLAIM_RETURNING: &str =
 
 impl Db {
     /// Commits one engine batch atomically: profiles, cases, notices, drafts,
-    /// outcomes, and the processed mark of its events.
-    pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64) -> Result<()> {
+    /// outcomes, the processed mark of its events, and their audit records
+    /// (the batch's own, the notices it made and those it withdrew) on a
+    /// lane of `audit`.
+    pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64, audit: &Audit) -> Result<()> {
+        let mut entries: Vec<Entry> = w.audit.clone();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for chunk in statement_chunks(&w.profiles, 8) {
@@ -245,12 +256,14 @@ impl Db {
                 );
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in statement_chunks(&w.notices, 14) {
+            let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
+            for chunk in statement_chunks(&w.notices, 15) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
-                     draft_ref, due_at, available_at, state, created_at) ",
+                     draft_ref, due_at, available_at, state, created_at, trace) ",
                 );
-                qb.push_values(chunk, |mut b, n| {
+                let traces = chunk.iter().map(|n| serde_json::to_string(&n.trace)).collect::<Result<Vec<_>, _>>()?;
+                qb.push_values(chunk.iter().zip(traces), |mut b, (n, trace)| {
                     b.push_bind(n.id.clone())
                         .push_bind(n.case_id.clone())
                         .push_bind(n.life_situation.clone())
@@ -264,11 +277,17 @@ impl Db {
                         .push_bind(n.due_at)
                         .push_bind(n.available_at)
                         .push_bind(n.state)
-                        .push_bind(now_ms);
+                        .push_bind(now_ms)
+                        .push_bind(trace);
                 });
-                qb.push(" ON CONFLICT (id) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
+                // Only notices this batch really made are recorded: the same
+                // decision made again is the notice already there.
+                qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                for r in qb.build().fetch_all(&mut *tx).await? {
+                    made.insert(r.try_get("id")?);
+                }
             }
+            entries.extend(w.notices.iter().filter(|n| made.contains(&n.id)).map(|n| created_entry(audit, n, now_ms)));
             for chunk in statement_chunks(&w.drafts, 7) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO drafts (ref, case_id, service_id, applicant, fields, expires_at, created_at) ",
@@ -291,15 +310,30 @@ impl Db {
                     Withdraw::Recipient(code, r) => ("recipient", code, None, r),
                     Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
                 };
-                sqlx::query(sqlx::AssertSqlSafe(format!(
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE notices SET state = 'cancelled', last_error = $1 \
-                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3)"
+                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3) \
+                     RETURNING id, recipient, purpose, life_situation, version"
                 )))
                 .bind(reason)
                 .bind(key)
                 .bind(purpose)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+                for r in rows {
+                    entries.push(Entry {
+                        kind: "notice.withdrawn".into(),
+                        at: now_ms,
+                        purpose: Some(r.try_get("purpose")?),
+                        subject: Some(r.try_get("recipient")?),
+                        notice_id: Some(r.try_get("id")?),
+                        detail: serde_json::json!({
+                            "life_situation": r.try_get::<String, _>("life_situation")?,
+                            "version": r.try_get::<i64, _>("version")?,
+                            "reason": crate::mask::mask_codes_in(reason),
+                        }),
+                    });
+                }
             }
             for chunk in statement_chunks(&w.outcomes, 6) {
                 let mut qb =
@@ -325,7 +359,11 @@ impl Db {
                 qb.push(")");
                 qb.build().execute(&mut *tx).await?;
             }
+            let lane = append_audit!(tx, audit, entries, now_ms);
             tx.commit().await?;
+            if let Some(l) = lane {
+                audit.give_back(l);
+            }
         });
         Ok(())
     }
@@ -379,7 +417,8 @@ impl Db {
     }
 
     /// Records one delivery attempt and moves the notice to `state`
-    /// (`available_at` for a retry), in one transaction.
+    /// (`available_at` for a retry), with its audit record (the route's
+    /// reasons and the consents consulted, from `trace`), in one transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_attempt(
         &self,
@@ -390,7 +429,22 @@ impl Db {
         error: Option<&str>,
         available_at: Option<i64>,
         now_ms: i64,
+        trace: &DeliveryTrace,
     ) -> Result<()> {
+        let outcome = match state {
+            NoticeState::Sent => "sent",
+            NoticeState::Pending => "retry",
+            NoticeState::Dead => "dead",
+            NoticeState::Suppressed => {
+                if channel.is_some() {
+                    "skipped"
+                } else {
+                    "suppressed"
+                }
+            }
+            _ => "other",
+        };
+        let entry = trace.entry(outcome, channel, error, now_ms);
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -407,13 +461,6 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             if let Some(channel) = channel {
-                let outcome = match state {
-                    NoticeState::Sent => "sent",
-                    NoticeState::Pending => "retry",
-                    NoticeState::Dead => "dead",
-                    NoticeState::Suppressed => "skipped",
-                    _ => "other",
-                };
                 sqlx::query(
                     "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -427,7 +474,11 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
+            let lane = append_audit!(tx, trace.audit(), vec![entry], now_ms);
             tx.commit().await?;
+            if let Some(l) = lane {
+                trace.audit().give_back(l);
+            }
         });
         Ok(())
     }
@@ -523,4 +574,33 @@ where
         draft_ref: r.try_get("draft_ref")?,
         attempts: r.try_get("attempts")?,
     })
+}
+
+/// The audit record of a notice the engine made: what made it and for whom,
+/// persons by pseudonym only.
+fn created_entry(audit: &Audit, n: &NoticeRow, now_ms: i64) -> Entry {
+    let t = &n.trace;
+    Entry {
+        kind: "notice.created".into(),
+        at: now_ms,
+        purpose: Some(n.purpose.clone()),
+        subject: Some(n.recipient.clone()),
+        notice_id: Some(n.id.clone()),
+        detail: serde_json::json!({
+            "life_situation": n.life_situation,
+            "version": n.version,
+            "step": n.step,
+            "rule": t.rule,
+            "template": n.template,
+            "state": n.state,
+            "legal_effect": t.legal_effect,
+            "event": { "source": t.event.source, "external_id": t.event.external_id, "type": t.event.event_type },
+            "via": t.via,
+            "about": t.addressed_to.as_deref().filter(|a| *a != n.recipient).map(|a| audit.pseudonym(a)),
+            "mandates": t.mandates.iter().map(|m| serde_json::json!({
+                "representative": audit.pseudonym(&m.representative), "copy": m.copy,
+            })).collect::<Vec<_>>(),
+            "due_at": n.due_at,
+        }),
+    }
 }
