@@ -231,8 +231,8 @@ fn explain(n: &NoticeDetail, records: &[Sealed], rules: Option<&RuleSet>, shown:
         "shadow" => "Recorded only: its life situation runs in shadow mode and sends nothing.".to_string(),
         "sending" => "Being handed to a channel right now.".to_string(),
         _ => match n.last_error.as_deref() {
-            Some(e) if e.starts_with("deferred") => format!("Waiting to {to_whom}: {e}."),
-            Some(e) => format!("Waiting to {to_whom}, to be tried again from {}: {e}.", when(n.available_at)),
+            Some(e) if e.starts_with("deferred") => format!("Waiting to be sent to {to_whom}: {e}."),
+            Some(e) => format!("Waiting to be sent to {to_whom}, tried again from {}: {e}.", when(n.available_at)),
             None => format!("Waiting to be sent to {to_whom} from {}.", when(n.available_at)),
         },
     };

@@ -51,6 +51,8 @@ pub struct Entry {
 }
 
 /// A process's audit writer: the pseudonym key and the chains it appends to.
+/// One per store: a lane's head is that store's, so sharing a writer between
+/// two stores would leave gaps in both.
 #[derive(Clone)]
 pub struct Audit {
     inner: Arc<Inner>,

@@ -589,3 +589,29 @@ fn the_cli_explains_verifies_exports_and_exits_non_zero_on_a_broken_chain() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_notice_held_for_quiet_hours_is_explained_as_waiting_until_the_morning() {
+    let t = support::sqlite().await;
+    let out = tempfile::tempdir().unwrap();
+    let app = app(&t, out.path()).await;
+    load(
+        &app,
+        &[
+            support::contact("c1", MOTHER, Some("anna@example.lv"), None, "lv"),
+            support::birth("b1", CHILD, Some(MOTHER), None, "2026-11-18"),
+        ],
+    )
+    .await;
+    app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-23T22:30:00+02:00").unwrap().to_utc());
+    assert_eq!(app.delivery().run_until_idle().await.unwrap().deferred, 1);
+    let id = app.db.list_notices(Some("pending"), 10).await.unwrap()[0].notice_id.clone();
+    let e = explain_notice(&app.db, Some(&app.rules), &id, None).await.unwrap().unwrap();
+    let text = e.text();
+    // The window's own wording is the quiet-hours module's; what is explained is that it waits, and till when.
+    assert!(e.headline.starts_with("Waiting to be sent to ******-***02: deferred: quiet hours"), "{text}");
+    assert!(e.headline.ends_with("until 2026-11-24 08:00."), "{text}");
+    let line = text.lines().find(|l| l.contains("2026-11-23 22:30: deferred: quiet hours")).expect("the deferral");
+    assert!(line.ends_with("Channels considered: eaddress skipped (not configured); email taken."), "{text}");
+    t.cleanup().await;
+}
