@@ -26,6 +26,8 @@ pub struct App {
     pub clock: Clock,
     /// The configured channels.
     pub channels: Arc<Channels>,
+    /// The audit writer of this process (pseudonym key, chains).
+    pub audit: crate::audit::Audit,
 }
 
 /// Loads the rule set a configuration names, or fails listing every error.
@@ -56,12 +58,14 @@ impl App {
         }
         let channels =
             Arc::new(Channels::from_config(&cfg.channels, &cfg.links).context("invalid channel configuration")?);
-        Ok(App { cfg, db, rules, clock, channels })
+        let audit = crate::audit::Audit::from_config(&cfg.audit)?;
+        Ok(App { cfg, db, rules, clock, channels, audit })
     }
 
     /// The engine stage.
     pub fn engine(&self) -> Engine {
         Engine::new(self.db.clone(), self.rules.clone(), self.clock.clone(), self.cfg.engine.batch_size)
+            .with_audit(self.audit.clone())
     }
 
     /// The delivery stage.
@@ -74,6 +78,7 @@ impl App {
             self.cfg.delivery.clone(),
             self.cfg.links.drafts.clone(),
         )
+        .with_audit(self.audit.clone())
     }
 
     /// Answers whether a purpose is declared, for validating consent events.

@@ -72,6 +72,30 @@ pub enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Why a notice was or was not sent, in plain words: one notice, or every notice to or about a subject.
+    Explain {
+        /// Notice id (from `outbox list` or `cases show`).
+        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        notice: Option<String>,
+        /// Personal code or registration number: every notice to or about them, and their consent changes.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextFormat,
+    },
+    /// The audit log: check its chains, export the records of processing.
+    Audit {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Retention of personal data, per purpose as the definitions declare it.
+    Retention {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Synthetic data to try rules on.
     Gen {
         /// Subcommand.
@@ -148,6 +172,57 @@ pub enum CasesCommand {
         /// Personal code or registration number.
         #[arg(long)]
         subject: String,
+    },
+    /// Cancels an open case: its waiting steps and queued notices, with the reason recorded and audited.
+    Cancel {
+        /// Case id (from `cases show`).
+        id: String,
+        /// Why, in words that will be read back to the person.
+        #[arg(long)]
+        reason: String,
+        /// Who cancels it (default: the USER environment variable).
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+/// `proactive audit …`
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walks every chain and names the first broken record of each (edited, deleted, reordered); exit code 1 if any.
+    Verify {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextFormat,
+    },
+    /// Writes the records of processing for one purpose over whole days (Riga time), persons as pseudonyms.
+    Export {
+        /// The purpose (a life situation's id or another declared purpose).
+        #[arg(long)]
+        purpose: String,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, YYYY-MM-DD (included).
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: crate::audit::export::ExportFormat,
+        /// The file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `proactive retention …`
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Erases the personal data of notices (and their drafts) past their purpose's retention_days.
+    Run {
+        /// Count what would be erased, erase nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -245,6 +320,15 @@ pub enum OutboxCommand {
         #[arg(long, conflicts_with = "ids")]
         all_dead: bool,
     },
+}
+
+/// Output formats of commands that speak to people.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TextFormat {
+    /// Sentences for people.
+    Text,
+    /// One JSON document for tools.
+    Json,
 }
 
 /// Output formats of listing commands.
@@ -429,6 +513,96 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     std::io::Write::flush(&mut w)?;
                 }
             }
+        }
+        Command::Explain { notice, subject, format } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            // The definitions give names and legal bases; a notice is explained without them too.
+            let rules = load_rules(&cfg).ok();
+            let json = format == TextFormat::Json;
+            match (notice, subject) {
+                (Some(id), _) => match crate::audit::explain::explain_notice(&db, rules.as_ref(), &id, None).await? {
+                    Some(e) if json => println!("{}", serde_json::to_string_pretty(&e)?),
+                    Some(e) => print!("{}", e.text()),
+                    None => {
+                        eprintln!("no notice {id}");
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                (None, Some(code)) => {
+                    let audit = crate::audit::Audit::from_config(&cfg.audit)?;
+                    let e = crate::audit::explain::explain_subject(&db, rules.as_ref(), &audit, &code).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&e)?);
+                    } else {
+                        print!("{}", e.text());
+                    }
+                }
+                (None, None) => anyhow::bail!("name a notice id or --subject CODE"),
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { format } } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            return crate::audit::commands::verify_command(&db, format == TextFormat::Json).await;
+        }
+        Command::Audit { command: AuditCommand::Export { purpose, from, to, format, out } } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            let rules = load_rules(&cfg).ok();
+            if rules.is_none() {
+                eprintln!("warning: the definitions do not load; legal bases are left empty");
+            }
+            let n = match &out {
+                Some(path) => {
+                    let file =
+                        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let n =
+                        crate::audit::export::export(&db, rules.as_ref(), &purpose, from, to, format, &mut w).await?;
+                    std::io::Write::flush(&mut w)?;
+                    n
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    let n =
+                        crate::audit::export::export(&db, rules.as_ref(), &purpose, from, to, format, &mut w).await?;
+                    std::io::Write::flush(&mut w)?;
+                    n
+                }
+            };
+            eprintln!("{n} records of processing for \"{purpose}\" from {from} to {to}");
+        }
+        Command::Retention { command: RetentionCommand::Run { dry_run } } => {
+            let app = App::open(cfg, clock).await?;
+            let report =
+                crate::audit::retention::run(&app.db, &app.rules, &app.audit, app.clock.now_ms(), dry_run).await?;
+            if report.is_empty() {
+                println!("no purpose declares retention_days; nothing to erase");
+            }
+            let verb = if dry_run { "would erase" } else { "erased" };
+            for (purpose, e) in report {
+                println!(
+                    "{purpose}: {verb} {} notices and {} drafts made before {} ({} days)",
+                    e.notices,
+                    e.drafts,
+                    crate::engine::event_day(e.cutoff),
+                    e.retention_days
+                );
+            }
+        }
+        Command::Cases { command: CasesCommand::Cancel { id, reason, by } } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            if cfg.clock.start.is_some()
+                && let Some(last) = db.last_seen_ms().await?
+            {
+                clock.set(crate::clock::from_ms(last));
+            }
+            let audit = crate::audit::Audit::from_config(&cfg.audit)?;
+            let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "an operator".into());
+            let c = crate::audit::commands::cancel_case(&db, &audit, &id, &reason, &by, clock.now_ms()).await?;
+            println!(
+                "case {} cancelled: {} waiting steps and {} queued notices withdrawn; recorded in the audit log",
+                c.case_id, c.steps, c.notices
+            );
         }
         Command::Cases { command: CasesCommand::Show { subject } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;

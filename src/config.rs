@@ -30,6 +30,19 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// Public addresses that messages link to.
     pub links: LinksConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// The audit log's pseudonyms.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The environment variable holding the key of the persons' pseudonyms
+    /// (HMAC-SHA-256); without it a fixed development key is used (and a
+    /// warning logged). Changing it makes old and new pseudonyms of one
+    /// person differ, so keep it for as long as the log is kept.
+    pub pseudonym_key_env: Option<String>,
 }
 
 /// The store's address and pool size.
@@ -227,6 +240,7 @@ impl Default for Config {
             clock: ClockConfig::default(),
             channels: ChannelsConfig::default(),
             links: LinksConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub type Allocator = mimalloc::MiMalloc;
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -77,6 +77,39 @@ fn first_char_stars(s: &str) -> String {
     out
 }
 
+/// Masks every personal code or registration number (`DDMMYY-NNNNN`, or
+/// eleven digits in a row) inside free text, such as a reason staff typed.
+pub fn mask_codes_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = digit(i) && (i == 0 || !digit(i - 1));
+        let len = if !starts {
+            0
+        } else if (i..i + 6).all(digit)
+            && chars.get(i + 6) == Some(&'-')
+            && (i + 7..i + 12).all(digit)
+            && !digit(i + 12)
+        {
+            12
+        } else if (i..i + 11).all(digit) && !digit(i + 11) {
+            11
+        } else {
+            0
+        };
+        if len > 0 {
+            out.push_str(&mask_code(&chars[i..i + len].iter().collect::<String>()));
+            i += len;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// A code that prints masked, so it can go into `tracing` fields and `{}`/`{:?}` without leaking.
 #[derive(Clone, Copy)]
 pub struct Masked<'a>(pub &'a str);
@@ -131,6 +164,16 @@ mod tests {
         assert_eq!(mask_name("Jānis"), "J***");
         assert_eq!(mask_name("Ēriks Bērziņš"), "Ē***");
         assert_eq!(mask_name(""), "***");
+    }
+
+    #[test]
+    fn codes_inside_text_are_masked_and_other_numbers_kept() {
+        assert_eq!(
+            mask_codes_in("asked by 150394-11002 for 40003245752, ref 2026-11-18, tel 20000678"),
+            "asked by ******-***02 for *********52, ref 2026-11-18, tel 20000678"
+        );
+        assert_eq!(mask_codes_in("123456789012 is too long"), "123456789012 is too long");
+        assert_eq!(mask_codes_in("Bērziņš"), "Bērziņš");
     }
 
     #[test]

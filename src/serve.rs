@@ -36,7 +36,8 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     // One live rule set for every stage: a reload (SIGHUP) swaps it whole,
     // after it has been compiled and checked; a broken set never replaces it.
     let live = crate::engine::LiveRules::from(app.rules.clone());
-    let engine = crate::engine::Engine::new(app.db.clone(), live.clone(), app.clock.clone(), app.cfg.engine.batch_size);
+    let engine = crate::engine::Engine::new(app.db.clone(), live.clone(), app.clock.clone(), app.cfg.engine.batch_size)
+        .with_audit(app.audit.clone());
     let idle = Duration::from_millis(app.cfg.engine.poll_interval_ms);
     let stop = stop_rx.clone();
     tasks.spawn(async move {
@@ -65,7 +66,8 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
         app.clock.clone(),
         app.cfg.delivery.clone(),
         app.cfg.links.drafts.clone(),
-    );
+    )
+    .with_audit(app.audit.clone());
     let idle = Duration::from_millis(app.cfg.delivery.poll_interval_ms);
     let stop = stop_rx.clone();
     tasks.spawn(async move {

@@ -25,6 +25,7 @@ use rand::RngExt;
 
 pub use channels::{Channels, Outgoing, SendOutcome};
 
+use crate::audit::trace::DeliveryTrace;
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::consent::{Route, route};
@@ -49,6 +50,7 @@ pub struct Delivery {
     receipts_asked: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// When a wave was last looked for (real time): once a minute is enough.
     staggered: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    audit: crate::audit::Audit,
 }
 
 /// What became of one claimed notice.
@@ -126,7 +128,14 @@ impl Delivery {
             paces: Arc::new(paces),
             receipts_asked: Arc::default(),
             staggered: Arc::default(),
+            audit: crate::audit::Audit::development(),
         }
+    }
+
+    /// The same stage recording its attempts with `audit`'s key and chains.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Claims one batch of due notices and sends them, up to
@@ -252,9 +261,10 @@ impl Delivery {
     ) -> Result<Delivered> {
         let now = self.clock.now_ms();
         let rules = self.rules.get();
+        let mut tr = DeliveryTrace::new(&self.audit, n, profile);
         let Some(ls) = rules.get(&n.life_situation, n.version) else {
             let err = format!("life situation {} version {} is no longer loaded", n.life_situation, n.version);
-            self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now).await?;
+            self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now, &tr).await?;
             return Ok(NoticeState::Dead.into());
         };
         let legal_effect = ls.steps.iter().any(|s| s.id == n.step && s.legal_effect);
@@ -264,6 +274,7 @@ impl Delivery {
         loop {
             let usable = |c: ChannelName| self.channels.get(c).is_some() && !unreachable.iter().any(|(u, _)| *u == c);
             let (route, why) = route(&n.recipient, profile, ls, &n.purpose, legal_effect, &usable);
+            tr.why.clone_from(&why);
             let (channel, address) = match route {
                 Route::Suppress(reason) => {
                     let reason = if unreachable.is_empty() {
@@ -279,7 +290,7 @@ impl Delivery {
                     };
                     let now = self.clock.now_ms();
                     self.db
-                        .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now)
+                        .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now, &tr)
                         .await?;
                     tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
                     return Ok(NoticeState::Suppressed.into());
@@ -291,7 +302,7 @@ impl Delivery {
             let urgent = ls.steps.iter().any(|s| s.id == n.step && s.urgent);
             if let Some((until, why)) = self.hold(channel, urgent, profile) {
                 self.db
-                    .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms())
+                    .defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, self.clock.now_ms(), &tr)
                     .await?;
                 return Ok(Delivered::Deferred);
             }
@@ -301,7 +312,16 @@ impl Delivery {
                     Ok(m) => m,
                     Err(e) => {
                         self.db
-                            .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
+                            .record_attempt(
+                                &n.id,
+                                Some(channel.as_str()),
+                                NoticeState::Dead,
+                                None,
+                                Some(&e),
+                                None,
+                                now,
+                                &tr,
+                            )
                             .await?;
                         return Ok(NoticeState::Dead.into());
                     }
@@ -316,7 +336,7 @@ impl Delivery {
             let state = match outcome {
                 SendOutcome::Unreachable(reason) => {
                     tracing::info!(notice = %n.id, channel = channel.as_str(), "channel does not reach the recipient; trying the next");
-                    self.db.record_unreachable(&n.id, channel.as_str(), &reason, now).await?;
+                    self.db.record_unreachable(&n.id, channel.as_str(), &reason, now, &tr).await?;
                     if !self.db.hand_to_next_channel(&n.id).await? {
                         tracing::info!(notice = %n.id, "withdrawn meanwhile; not sent on another channel");
                         return Ok(NoticeState::Cancelled.into());
@@ -326,7 +346,8 @@ impl Delivery {
                     continue;
                 }
                 outcome => {
-                    self.settle(n, channel, matches!(transport, channels::Transport::Eaddress(_)), outcome).await?
+                    let eaddress = matches!(transport, channels::Transport::Eaddress(_));
+                    self.settle(n, channel, eaddress, outcome, &tr).await?
                 }
             };
             return Ok(state.into());
@@ -365,6 +386,7 @@ impl Delivery {
         channel: ChannelName,
         eaddress: bool,
         outcome: SendOutcome,
+        tr: &DeliveryTrace,
     ) -> Result<NoticeState> {
         let now = self.clock.now_ms();
         let ch = Some(channel.as_str());
@@ -373,21 +395,21 @@ impl Delivery {
                 let served = self.served_on(&n.id, now).map(|d| d.to_string());
                 let poll = self.next_receipt_poll(now);
                 self.db
-                    .record_sent_followed(&n.id, channel.as_str(), &provider_id, served.as_deref(), poll, now)
+                    .record_sent_followed(&n.id, channel.as_str(), &provider_id, (served.as_deref(), poll), now, tr)
                     .await?;
                 NoticeState::Sent
             }
             SendOutcome::Sent(provider_id) => {
-                self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now).await?;
+                self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now, tr).await?;
                 NoticeState::Sent
             }
             SendOutcome::Permanent(err) => {
                 tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
-                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now, tr).await?;
                 NoticeState::Dead
             }
-            SendOutcome::Retry(err, after) => self.retry_or_give_up(n, channel, err, after).await?,
-            SendOutcome::Unreachable(err) => self.retry_or_give_up(n, channel, err, None).await?,
+            SendOutcome::Retry(err, after) => self.retry_or_give_up(n, channel, err, after, tr).await?,
+            SendOutcome::Unreachable(err) => self.retry_or_give_up(n, channel, err, None, tr).await?,
         })
     }
 
@@ -397,6 +419,7 @@ impl Delivery {
         channel: ChannelName,
         err: String,
         after: Option<std::time::Duration>,
+        tr: &DeliveryTrace,
     ) -> Result<NoticeState> {
         let now = self.clock.now_ms();
         let ch = Some(channel.as_str());
@@ -404,12 +427,14 @@ impl Delivery {
             let real = after.unwrap_or_else(|| std::time::Duration::from_millis(self.backoff_ms(n.attempts) as u64));
             let wait = self.clock.span_of_real(real).num_milliseconds();
             tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
-            self.db.record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now).await?;
+            self.db
+                .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now, tr)
+                .await?;
             return Ok(NoticeState::Pending);
         }
         tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
         let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
-        self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now).await?;
+        self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now, tr).await?;
         Ok(NoticeState::Dead)
     }
 

@@ -11,6 +11,7 @@ use anyhow::Result;
 use sha2::Digest as _;
 
 use super::{Delivered, Delivery};
+use crate::audit::trace::DeliveryTrace;
 use crate::consent::{Route, route};
 use crate::engine::definitions::{ChannelName, FrequencyCap};
 use crate::engine::profile::Profile;
@@ -94,13 +95,13 @@ impl Delivery {
             self.db.fix_digest(&id, &ids).await?;
             units.push(Unit::Digest(id, members));
         }
-        let deferred = self.apply_caps(&mut units).await?;
+        let deferred = self.apply_caps(&mut units, profiles).await?;
         Ok((units, deferred))
     }
 
     /// Defers each non-urgent notice whose purpose's cap its person has
     /// reached (a digest counts as one message per purpose); returns how many.
-    async fn apply_caps(&self, units: &mut Vec<Unit>) -> Result<usize> {
+    async fn apply_caps(&self, units: &mut Vec<Unit>, profiles: &HashMap<String, Profile>) -> Result<usize> {
         let rules = self.rules.get();
         let cap_of = |n: &ClaimedNotice| -> Option<FrequencyCap> {
             let ls = rules.get(&n.life_situation, n.version)?;
@@ -153,7 +154,8 @@ impl Delivery {
                     cap.window.num_days(),
                     crate::clock::from_ms(until).with_timezone(&chrono_tz::Europe::Riga).format("%Y-%m-%d %H:%M")
                 );
-                self.db.defer_notice(&n.id, "outbox", until, &why, now).await?;
+                let tr = DeliveryTrace::new(&self.audit, &n, profiles.get(&n.recipient));
+                self.db.defer_notice(&n.id, "outbox", until, &why, now, &tr).await?;
                 deferred += 1;
             }
             match (digest, go.len()) {
@@ -186,7 +188,8 @@ impl Delivery {
             return Ok(out);
         };
         let usable = |c: ChannelName| self.channels.get(c).is_some();
-        let (channel, address) = match route(&first.recipient, profile, ls, &first.purpose, false, &usable).0 {
+        let (route, why) = route(&first.recipient, profile, ls, &first.purpose, false, &usable);
+        let (channel, address) = match route {
             Route::Send { channel, address } => (channel, address),
             // Consent or reachability changed since the digest was fixed: each member decides alone.
             Route::Suppress(_) => {
@@ -200,7 +203,8 @@ impl Delivery {
         let now = self.clock.now_ms();
         if let Some((until, why)) = self.hold(channel, false, profile) {
             for n in members {
-                self.db.defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, now).await?;
+                let tr = DeliveryTrace::new(&self.audit, n, profile);
+                self.db.defer_notice(&n.id, channel.as_str(), until.timestamp_millis(), &why, now, &tr).await?;
             }
             return Ok(members.iter().map(|_| Delivered::Deferred).collect());
         }
@@ -218,9 +222,9 @@ impl Delivery {
                     sendable.push(n);
                 }
                 Err(e) => {
-                    self.db
-                        .record_attempt(&n.id, Some(channel.as_str()), NoticeState::Dead, None, Some(&e), None, now)
-                        .await?;
+                    let tr = DeliveryTrace::new(&self.audit, n, profile);
+                    let ch = Some(channel.as_str());
+                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&e), None, now, &tr).await?;
                     out.push(NoticeState::Dead.into());
                 }
             }
@@ -253,7 +257,10 @@ impl Delivery {
         tracing::info!(digest = %id, members = sendable.len(), channel = channel.as_str(), "sending a digest");
         let outcome = transport.send(channel, &m).await;
         for n in sendable {
-            out.push(self.settle(n, channel, false, outcome.clone()).await?.into());
+            let mut tr = DeliveryTrace::new(&self.audit, n, profile);
+            tr.why.clone_from(&why);
+            tr.why.push(format!("sent in the digest {id} with {} others", members.len() - 1));
+            out.push(self.settle(n, channel, false, outcome.clone(), &tr).await?.into());
         }
         Ok(out)
     }

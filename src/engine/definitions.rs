@@ -75,6 +75,11 @@ pub struct Purpose {
     /// legal-effect steps are not capped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<String>,
+    /// Days after a notice is made that its personal data is kept (then
+    /// `proactive retention run` erases it); none keeps it. Longer than any
+    /// draft offer of the purpose, which is erased with its notice.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 /// A parsed frequency cap: at most `count` messages in `window`.

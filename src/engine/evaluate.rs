@@ -18,6 +18,8 @@ use super::definitions::{LifeSituation, Status, Step};
 use super::profile::{CODE_FIELDS, Profile, ProfileKind};
 use super::rules::{Decision, Lookup, RuleInput};
 use super::{BatchReport, RuleSet};
+use crate::audit::Entry;
+use crate::audit::trace::{EventRef, MandateSeen, NoticeTrace, Via};
 use crate::events::EventRow;
 use crate::events::codes::normalize_subject;
 use crate::store::{BatchWrite, DraftLink, DraftRow, NoticeRow, OutcomeRow, Withdraw};
@@ -212,6 +214,9 @@ impl<'a> Eval<'a> {
 
     fn event(&mut self, e: &EventRow) {
         self.w.processed.push(e.seq);
+        if let Some(entry) = consent_entry(e, self.now_ms) {
+            self.w.audit.push(entry);
+        }
         self.triggers.entry(e.seq).or_insert_with(|| e.clone());
         let day = event_day(e.occurred_at);
         self.lookup.today.set(day);
@@ -525,7 +530,7 @@ impl<'a> Eval<'a> {
             .rules
             .rules
             .run(&step.rule, &input, &self.lookup)
-            .and_then(|decisions| self.apply(d, cid, step, due_ms, decisions));
+            .and_then(|decisions| self.apply(d, cid, step, e, due_ms, decisions));
         match result {
             Ok(()) => true,
             Err(err) => {
@@ -554,6 +559,7 @@ impl<'a> Eval<'a> {
         d: &LifeSituation,
         cid: &str,
         step: &Step,
+        e: &EventRow,
         due: i64,
         decisions: Vec<Decision>,
     ) -> Result<(), String> {
@@ -609,7 +615,8 @@ impl<'a> Eval<'a> {
                         _ => return Err("notice(): data must be a map".into()),
                     };
                     let purpose = d.step_purpose(step).to_string();
-                    for (recipient, on_behalf) in self.final_recipients(&to, &purpose) {
+                    let mandates = self.mandates_seen(&to, &purpose);
+                    for (recipient, on_behalf, via) in self.final_recipients(&to, &purpose) {
                         if notices.iter().any(|n: &NoticeRow| n.recipient == recipient && n.template == template) {
                             continue; // the same message to the same person once per step
                         }
@@ -633,6 +640,26 @@ impl<'a> Eval<'a> {
                             available_at: due.max(self.now_ms),
                             state,
                             priority: i64::from(step.urgent || step.legal_effect),
+                            trace: NoticeTrace {
+                                life_situation: d.id.clone(),
+                                version: d.version,
+                                step: step.id.clone(),
+                                rule: step.rule.clone(),
+                                purpose: purpose.clone(),
+                                legal_effect: step.legal_effect,
+                                event: EventRef {
+                                    seq: e.seq,
+                                    source: e.source.clone(),
+                                    external_id: e.external_id.clone(),
+                                    event_type: e.event_type.clone(),
+                                    occurred_at: e.occurred_at,
+                                },
+                                addressed_to: Some(to.clone()),
+                                via,
+                                mandates: mandates.clone(),
+                                made_at: self.now_ms,
+                                erased_at: None,
+                            },
                         });
                     }
                 }
@@ -680,39 +707,61 @@ impl<'a> Eval<'a> {
     /// them; a person who named a representative for this purpose through
     /// them (and also directly when the mandate asks for a copy); a company
     /// without an active e-address through its officers.
-    fn final_recipients(&self, to: &str, purpose: &str) -> Vec<(String, Option<String>)> {
+    fn final_recipients(&self, to: &str, purpose: &str) -> Vec<(String, Option<String>, Via)> {
         let today = self.lookup.today.get();
-        let Some(p) = self.lookup.profiles.get(to) else { return vec![(to.to_string(), None)] };
+        let Some(p) = self.lookup.profiles.get(to) else { return vec![(to.to_string(), None, Via::Direct)] };
         let alive = |c: &String| self.lookup.profiles.get(c).is_none_or(|x| !x.is_deceased());
         if p.kind == ProfileKind::Person && p.age_on(today).is_some_and(|a| a < 18) && !p.is_deceased() {
-            let adults: Vec<String> = if p.guardians.is_empty() {
-                [&p.mother, &p.father].into_iter().flatten().filter(|c| alive(c)).cloned().collect()
+            let adults: Vec<(String, Via)> = if p.guardians.is_empty() {
+                [(&p.mother, Via::Mother), (&p.father, Via::Father)]
+                    .into_iter()
+                    .filter_map(|(c, via)| c.as_ref().filter(|c| alive(c)).map(|c| (c.clone(), via)))
+                    .collect()
             } else {
-                p.guardians.clone()
+                p.guardians.iter().map(|g| (g.clone(), Via::Guardian)).collect()
             };
             if !adults.is_empty() {
-                return adults.into_iter().map(|a| (a, Some(to.to_string()))).collect();
+                return adults.into_iter().map(|(a, via)| (a, Some(to.to_string()), via)).collect();
             }
         }
         if let Some(rep) = p.assisted.as_ref().and_then(|a| a.representative.clone()) {
-            return vec![(rep, Some(to.to_string()))];
+            return vec![(rep, Some(to.to_string()), Via::AssistedRepresentative)];
         }
         if p.kind == ProfileKind::Company && !p.eaddress_active && !p.officers.is_empty() {
             let mut officers: Vec<String> = p.officers.iter().map(|o| o.officer.clone()).collect();
             officers.sort();
             officers.dedup();
-            return officers.into_iter().map(|o| (o, Some(to.to_string()))).collect();
+            return officers.into_iter().map(|o| (o, Some(to.to_string()), Via::Officer)).collect();
         }
         let mandates: Vec<&super::profile::Mandate> = p.mandates.iter().filter(|m| m.covers(purpose)).collect();
         if mandates.is_empty() {
-            return vec![(to.to_string(), None)];
+            return vec![(to.to_string(), None, Via::Direct)];
         }
-        let mut out: Vec<(String, Option<String>)> =
-            mandates.iter().map(|m| (m.representative.clone(), Some(to.to_string()))).collect();
+        let mut out: Vec<(String, Option<String>, Via)> =
+            mandates.iter().map(|m| (m.representative.clone(), Some(to.to_string()), Via::Representative)).collect();
         if mandates.iter().any(|m| m.copy) {
-            out.push((to.to_string(), None));
+            out.push((to.to_string(), None, Via::Copy));
         }
         out
+    }
+
+    /// The mandates of `to` that cover `purpose`, for the trace.
+    fn mandates_seen(&self, to: &str, purpose: &str) -> Vec<MandateSeen> {
+        self.lookup
+            .profiles
+            .get(to)
+            .map(|p| {
+                p.mandates
+                    .iter()
+                    .filter(|m| m.covers(purpose))
+                    .map(|m| MandateSeen {
+                        representative: m.representative.clone(),
+                        purposes: m.purposes.clone(),
+                        copy: m.copy,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn outcome(&mut self, e: &EventRow, d: &LifeSituation, step: Option<String>, outcome: &str, detail: String) {
@@ -790,6 +839,27 @@ fn step_dynamic(id: &str, due_ms: i64) -> Dynamic {
     m.insert("id".into(), id.into());
     m.insert("due".into(), event_day(due_ms).to_string().into());
     m.into()
+}
+
+/// The audit record of a consent change (`consent.granted|refused|withdrawn`).
+fn consent_entry(e: &EventRow, now_ms: i64) -> Option<Entry> {
+    if !matches!(e.event_type.as_str(), "consent.granted" | "consent.refused" | "consent.withdrawn") {
+        return None;
+    }
+    let field = |k: &str| e.data.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    Some(Entry {
+        kind: e.event_type.clone(),
+        at: now_ms,
+        purpose: e.data.get("purpose").and_then(|p| p.as_str()).map(String::from),
+        subject: Some(e.subject.clone()),
+        notice_id: None,
+        detail: serde_json::json!({
+            "channel": field("channel"),
+            "text_version": field("text_version"),
+            "event": { "source": e.source, "external_id": e.external_id, "type": e.event_type },
+            "occurred_at": e.occurred_at,
+        }),
+    })
 }
 
 fn canonical(code: &str) -> Result<String, String> {

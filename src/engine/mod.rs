@@ -35,6 +35,7 @@ pub struct Engine {
     rules: LiveRules,
     clock: Clock,
     batch_size: usize,
+    audit: crate::audit::Audit,
 }
 
 /// What one batch did.
@@ -71,7 +72,14 @@ impl std::ops::AddAssign for BatchReport {
 impl Engine {
     /// An engine over `db` running `rules`, `batch_size` events a transaction.
     pub fn new(db: Db, rules: impl Into<LiveRules>, clock: Clock, batch_size: usize) -> Self {
-        Engine { db, rules: rules.into(), clock, batch_size: batch_size.max(1) }
+        let audit = crate::audit::Audit::development();
+        Engine { db, rules: rules.into(), clock, batch_size: batch_size.max(1), audit }
+    }
+
+    /// The same engine recording its batches with `audit`'s key and chains.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Reads and evaluates the next batch after `after_seq` without writing
@@ -200,7 +208,7 @@ impl Engine {
         let input = BatchInput { profiles, cases, triggers, ..BatchInput::default() };
         let ctx = EvalContext { rules: self.rules.get(), now };
         let (write, report) = tokio::task::spawn_blocking(move || evaluate_timers(&ctx, input)).await?;
-        self.db.commit_batch(&write, now.timestamp_millis()).await?;
+        self.db.commit_batch(&write, now.timestamp_millis(), &self.audit).await?;
         tracing::info!(cases = report.timers, notices = report.notices, errors = report.errors, "timers fired");
         Ok(report)
     }
@@ -223,7 +231,7 @@ impl Engine {
         let Some(p) = self.prepare(0, &Carry::default()).await? else {
             return Ok(BatchReport::default());
         };
-        self.db.commit_batch(&p.write, p.now_ms).await?;
+        self.db.commit_batch(&p.write, p.now_ms, &self.audit).await?;
         log_batch(&p.report);
         Ok(p.report)
     }
@@ -266,11 +274,11 @@ impl Engine {
                     })
                     .collect(),
             };
-            let db = self.db.clone();
+            let (db, audit) = (self.db.clone(), self.audit.clone());
             let span = info_span!("engine.batch", events = p.report.events, last_seq = p.last_seq);
             inflight = Some(tokio::spawn(
                 async move {
-                    db.commit_batch(&p.write, p.now_ms).await?;
+                    db.commit_batch(&p.write, p.now_ms, &audit).await?;
                     log_batch(&p.report);
                     Ok(p.report)
                 }

@@ -279,7 +279,7 @@ async fn run_on(db: &Db, rules: &Arc<RuleSet>, case: &TestCase, ls: Option<&str>
     let first =
         case.given.events.iter().map(|e| e.arrives.unwrap_or(e.at).to_utc()).min().unwrap_or_else(chrono::Utc::now);
     let clock = Clock::manual(first);
-    db.commit_batch(&seed, clock.now_ms()).await?;
+    db.commit_batch(&seed, clock.now_ms(), &crate::audit::Audit::development()).await?;
     let engine = super::Engine::new(db.clone(), rules.clone(), clock.clone(), 500);
     let purposes = {
         let r = rules.clone();

@@ -5,7 +5,9 @@
 use anyhow::Result;
 use sqlx::Row;
 
+use super::audit::append_audit;
 use super::{Db, on_pool};
+use crate::audit::trace::DeliveryTrace;
 
 /// One recorded delivery attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,8 +24,17 @@ pub struct AttemptRow {
 
 impl Db {
     /// Records that `channel` did not reach the notice's recipient; the notice keeps its state.
-    pub async fn record_unreachable(&self, notice_id: &str, channel: &str, reason: &str, now_ms: i64) -> Result<()> {
+    pub async fn record_unreachable(
+        &self,
+        notice_id: &str,
+        channel: &str,
+        reason: &str,
+        now_ms: i64,
+        trace: &DeliveryTrace,
+    ) -> Result<()> {
+        let entry = trace.entry("unreachable", Some(channel), Some(reason), now_ms);
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
                  VALUES ($1, $2, $3, 'unreachable', NULL, $4)",
@@ -32,8 +43,13 @@ impl Db {
             .bind(channel)
             .bind(now_ms)
             .bind(reason)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            let lane = append_audit!(tx, trace.audit(), vec![entry], now_ms);
+            tx.commit().await?;
+            if let Some(l) = lane {
+                trace.audit().give_back(l);
+            }
         });
         Ok(())
     }
@@ -200,7 +216,16 @@ impl Db {
 impl Db {
     /// Puts a claimed notice back for `until` without counting an attempt
     /// (quiet hours), and records why.
-    pub async fn defer_notice(&self, id: &str, channel: &str, until_ms: i64, why: &str, now_ms: i64) -> Result<()> {
+    pub async fn defer_notice(
+        &self,
+        id: &str,
+        channel: &str,
+        until_ms: i64,
+        why: &str,
+        now_ms: i64,
+        trace: &DeliveryTrace,
+    ) -> Result<()> {
+        let entry = trace.entry("deferred", Some(channel), Some(why), now_ms);
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -223,7 +248,11 @@ impl Db {
             .bind(why)
             .execute(&mut *tx)
             .await?;
+            let lane = append_audit!(tx, trace.audit(), vec![entry], now_ms);
             tx.commit().await?;
+            if let Some(l) = lane {
+                trace.audit().give_back(l);
+            }
         });
         Ok(())
     }

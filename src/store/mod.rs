@@ -3,6 +3,7 @@
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
 //! say why beside them.
 
+mod audit;
 mod cases;
 mod delivery_extra;
 mod events;
@@ -13,6 +14,7 @@ mod receipts;
 mod simulate;
 mod snapshot;
 
+pub use audit::{ChainHead, Erasure, NoticeDetail};
 pub use cases::{DraftLink, NoticeView};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};

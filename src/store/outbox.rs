@@ -4,8 +4,11 @@
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
+use super::audit::append_audit;
 use super::cases::plan_json;
 use super::{Db, on_pool, statement_chunks};
+use crate::audit::trace::DeliveryTrace;
+use crate::audit::{Audit, Entry};
 use crate::engine::cases::Case;
 use crate::engine::profile::Profile;
 
@@ -40,6 +43,8 @@ pub struct NoticeRow {
     pub state: &'static str,
     /// 1 for an urgent or legal-effect step (never digested, capped or staggered), else 0.
     pub priority: i64,
+    /// How it was made: rule, version, event, and through whom.
+    pub trace: crate::audit::trace::NoticeTrace,
 }
 
 /// A prefilled application.
@@ -102,6 +107,9 @@ pub struct BatchWrite {
     pub outcomes: Vec<OutcomeRow>,
     /// Seqs of the events this batch handled.
     pub processed: Vec<i64>,
+    /// Audit records besides the notices made and withdrawn (which the
+    /// commit records itself): consent changes, staff actions.
+    pub audit: Vec<crate::audit::Entry>,
 }
 
 /// Where a notice stands.
@@ -201,8 +209,11 @@ pub(crate) const CLAIM_RETURNING: &str = " RETURNING id, case_id, life_situation
 
 impl Db {
     /// Commits one engine batch atomically: profiles, cases, notices, drafts,
-    /// outcomes, and the processed mark of its events.
-    pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64) -> Result<()> {
+    /// outcomes, the processed mark of its events, and their audit records
+    /// (the batch's own, the notices it made and those it withdrew) on a
+    /// lane of `audit`.
+    pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64, audit: &Audit) -> Result<()> {
+        let mut entries: Vec<Entry> = w.audit.clone();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for chunk in statement_chunks(&w.profiles, 8) {
@@ -256,12 +267,14 @@ impl Db {
                 );
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in statement_chunks(&w.notices, 15) {
+            let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
+            for chunk in statement_chunks(&w.notices, 16) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
-                     draft_ref, due_at, available_at, state, priority, created_at) ",
+                     draft_ref, due_at, available_at, state, priority, created_at, trace) ",
                 );
-                qb.push_values(chunk, |mut b, n| {
+                let traces = chunk.iter().map(|n| serde_json::to_string(&n.trace)).collect::<Result<Vec<_>, _>>()?;
+                qb.push_values(chunk.iter().zip(traces), |mut b, (n, trace)| {
                     b.push_bind(n.id.clone())
                         .push_bind(n.case_id.clone())
                         .push_bind(n.life_situation.clone())
@@ -276,11 +289,17 @@ impl Db {
                         .push_bind(n.available_at)
                         .push_bind(n.state)
                         .push_bind(n.priority)
-                        .push_bind(now_ms);
+                        .push_bind(now_ms)
+                        .push_bind(trace);
                 });
-                qb.push(" ON CONFLICT (id) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
+                // Only notices this batch really made are recorded: the same
+                // decision made again is the notice already there.
+                qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                for r in qb.build().fetch_all(&mut *tx).await? {
+                    made.insert(r.try_get("id")?);
+                }
             }
+            entries.extend(w.notices.iter().filter(|n| made.contains(&n.id)).map(|n| created_entry(audit, n, now_ms)));
             for chunk in statement_chunks(&w.drafts, 7) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO drafts (ref, case_id, service_id, applicant, fields, expires_at, created_at) ",
@@ -303,15 +322,30 @@ impl Db {
                     Withdraw::Recipient(code, r) => ("recipient", code, None, r),
                     Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
                 };
-                sqlx::query(sqlx::AssertSqlSafe(format!(
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE notices SET state = 'cancelled', last_error = $1 \
-                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3)"
+                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3) \
+                     RETURNING id, recipient, purpose, life_situation, version"
                 )))
                 .bind(reason)
                 .bind(key)
                 .bind(purpose)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+                for r in rows {
+                    entries.push(Entry {
+                        kind: "notice.withdrawn".into(),
+                        at: now_ms,
+                        purpose: Some(r.try_get("purpose")?),
+                        subject: Some(r.try_get("recipient")?),
+                        notice_id: Some(r.try_get("id")?),
+                        detail: serde_json::json!({
+                            "life_situation": r.try_get::<String, _>("life_situation")?,
+                            "version": r.try_get::<i64, _>("version")?,
+                            "reason": crate::mask::mask_codes_in(reason),
+                        }),
+                    });
+                }
                 // Already handed to a gateway (`sending` was committed before the
                 // call): not recalled, but recorded as in flight, and not retried
                 // if that send does not go through.
@@ -326,12 +360,24 @@ impl Db {
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE notices SET withdrawn = $1 WHERE {in_flight}")))
-                    .bind(reason)
-                    .bind(key)
-                    .bind(purpose)
-                    .execute(&mut *tx)
-                    .await?;
+                let flying = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE notices SET withdrawn = $1 WHERE {in_flight} RETURNING id, recipient, purpose"
+                )))
+                .bind(reason)
+                .bind(key)
+                .bind(purpose)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in flying {
+                    entries.push(Entry {
+                        kind: "notice.withdrawn_in_flight".into(),
+                        at: now_ms,
+                        purpose: Some(r.try_get("purpose")?),
+                        subject: Some(r.try_get("recipient")?),
+                        notice_id: Some(r.try_get("id")?),
+                        detail: serde_json::json!({ "reason": crate::mask::mask_codes_in(reason) }),
+                    });
+                }
             }
             for chunk in statement_chunks(&w.outcomes, 6) {
                 let mut qb =
@@ -357,7 +403,11 @@ impl Db {
                 qb.push(")");
                 qb.build().execute(&mut *tx).await?;
             }
+            let lane = append_audit!(tx, audit, entries, now_ms);
             tx.commit().await?;
+            if let Some(l) = lane {
+                audit.give_back(l);
+            }
         });
         Ok(())
     }
@@ -416,7 +466,8 @@ impl Db {
     }
 
     /// Records one delivery attempt and moves the notice to `state`
-    /// (`available_at` for a retry), in one transaction.
+    /// (`available_at` for a retry), with its audit record (the route's
+    /// reasons and the consents consulted, from `trace`), in one transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_attempt(
         &self,
@@ -427,8 +478,9 @@ impl Db {
         error: Option<&str>,
         available_at: Option<i64>,
         now_ms: i64,
+        trace: &DeliveryTrace,
     ) -> Result<()> {
-        self.write_attempt(notice_id, channel, state, provider_id, error, available_at, None, now_ms).await
+        self.write_attempt(notice_id, channel, state, provider_id, error, available_at, None, now_ms, trace).await
     }
 
     /// Records a sent e-address document with its legal served day, and
@@ -438,13 +490,13 @@ impl Db {
         notice_id: &str,
         channel: &str,
         provider_id: &str,
-        served_on: Option<&str>,
-        first_poll_at: i64,
+        (served_on, first_poll_at): (Option<&str>, i64),
         now_ms: i64,
+        trace: &DeliveryTrace,
     ) -> Result<()> {
         let follow = Some((served_on, first_poll_at));
-        self.write_attempt(notice_id, Some(channel), NoticeState::Sent, Some(provider_id), None, None, follow, now_ms)
-            .await
+        let sent = NoticeState::Sent;
+        self.write_attempt(notice_id, Some(channel), sent, Some(provider_id), None, None, follow, now_ms, trace).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -458,8 +510,23 @@ impl Db {
         available_at: Option<i64>,
         follow: Option<(Option<&str>, i64)>,
         now_ms: i64,
+        trace: &DeliveryTrace,
     ) -> Result<()> {
         let (served_on, poll_at) = follow.map_or((None, None), |(s, p)| (s, Some(p)));
+        let outcome = match state {
+            NoticeState::Sent => "sent",
+            NoticeState::Pending => "retry",
+            NoticeState::Dead => "dead",
+            NoticeState::Suppressed => {
+                if channel.is_some() {
+                    "skipped"
+                } else {
+                    "suppressed"
+                }
+            }
+            _ => "other",
+        };
+        let entry = trace.entry(outcome, channel, error, now_ms);
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -484,13 +551,6 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             if let Some(channel) = channel {
-                let outcome = match state {
-                    NoticeState::Sent => "sent",
-                    NoticeState::Pending => "retry",
-                    NoticeState::Dead => "dead",
-                    NoticeState::Suppressed => "skipped",
-                    _ => "other",
-                };
                 sqlx::query(
                     "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -504,7 +564,11 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
+            let lane = append_audit!(tx, trace.audit(), vec![entry], now_ms);
             tx.commit().await?;
+            if let Some(l) = lane {
+                trace.audit().give_back(l);
+            }
         });
         Ok(())
     }
@@ -606,4 +670,33 @@ where
         priority: r.try_get("priority")?,
         digest_id: r.try_get("digest_id")?,
     })
+}
+
+/// The audit record of a notice the engine made: what made it and for whom,
+/// persons by pseudonym only.
+fn created_entry(audit: &Audit, n: &NoticeRow, now_ms: i64) -> Entry {
+    let t = &n.trace;
+    Entry {
+        kind: "notice.created".into(),
+        at: now_ms,
+        purpose: Some(n.purpose.clone()),
+        subject: Some(n.recipient.clone()),
+        notice_id: Some(n.id.clone()),
+        detail: serde_json::json!({
+            "life_situation": n.life_situation,
+            "version": n.version,
+            "step": n.step,
+            "rule": t.rule,
+            "template": n.template,
+            "state": n.state,
+            "legal_effect": t.legal_effect,
+            "event": { "source": t.event.source, "external_id": t.event.external_id, "type": t.event.event_type },
+            "via": t.via,
+            "about": t.addressed_to.as_deref().filter(|a| *a != n.recipient).map(|a| audit.pseudonym(a)),
+            "mandates": t.mandates.iter().map(|m| serde_json::json!({
+                "representative": audit.pseudonym(&m.representative), "copy": m.copy,
+            })).collect::<Vec<_>>(),
+            "due_at": n.due_at,
+        }),
+    }
 }
