@@ -3,6 +3,7 @@
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
 //! say why beside them.
 
+mod api;
 mod cases;
 mod delivery_extra;
 mod events;
@@ -11,6 +12,7 @@ mod profiles;
 mod simulate;
 mod snapshot;
 
+pub use api::{ApiKeyRow, Stored};
 pub use cases::{DraftLink, NoticeView};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};

@@ -391,12 +391,14 @@ impl Db {
         available_at: Option<i64>,
         now_ms: i64,
     ) -> Result<()> {
-        on_pool!(self, pool => {
+        let due = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            // When it was due (or created, if later): the start of its delivery latency.
+            let due: Option<i64> = sqlx::query_scalar(
                 "UPDATE notices SET state = $2, channel = COALESCE($3, channel), last_error = $4, \
                  lease_until = NULL, available_at = COALESCE($5, available_at), \
-                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END WHERE id = $1",
+                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END WHERE id = $1 \
+                 RETURNING CASE WHEN created_at > due_at THEN created_at ELSE due_at END",
             )
             .bind(notice_id)
             .bind(state.as_str())
@@ -404,7 +406,7 @@ impl Db {
             .bind(error)
             .bind(available_at)
             .bind(now_ms)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
             if let Some(channel) = channel {
                 let outcome = match state {
@@ -428,7 +430,12 @@ impl Db {
                 .await?;
             }
             tx.commit().await?;
+            due
         });
+        if let (NoticeState::Sent, Some(channel), Some(due)) = (state, channel, due) {
+            let seconds = (now_ms - due).max(0) as f64 / 1000.0;
+            crate::metrics::get().delivery_latency.with_label_values(&[channel]).observe(seconds);
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 mod gateways;
 mod support;
 
+mod api;
 mod callbacks;
 mod chains;
 mod cli;
