@@ -199,7 +199,7 @@ pub struct Problem {
     #[schema(example = 400)]
     status: u16,
     /// What exactly is wrong, naming the field; never the value, which may be personal data.
-    #[schema(example = "data.mother: not a valid personal code (check digit)")]
+    #[schema(example = "data.mother: invalid personal code: check digit does not match")]
     detail: String,
     /// The field that is wrong (`data.mother`, `occurred_at`, …), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
