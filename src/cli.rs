@@ -96,6 +96,12 @@ pub enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// API keys of the agency (and staff) API.
+    Keys {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Synthetic data to try rules on.
     Gen {
         /// Subcommand.
@@ -121,6 +127,40 @@ pub enum GenCommand {
         /// The day the backfill reaches; the events of the following year come after it.
         #[arg(long, default_value = "2026-12-01")]
         start: chrono::NaiveDate,
+    },
+}
+
+/// `proactive keys …`
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Creates a key and prints it once on standard output (only its SHA-256 is kept).
+    Create {
+        /// What the key may do.
+        #[arg(long, value_enum)]
+        role: crate::api::keys::Role,
+        /// The agency the key is for (agency keys).
+        #[arg(long, required_if_eq("role", "agency"), conflicts_with = "name")]
+        agency: Option<String>,
+        /// Who the key is for (staff keys).
+        #[arg(long, required_if_eq("role", "staff"))]
+        name: Option<String>,
+        /// Sources it may send events for, comma-separated (agency keys).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<String>,
+        /// Event types it may send, comma-separated (agency keys).
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
+    },
+    /// Revokes a key by its id (from `list`); a running server refuses it within a second.
+    Revoke {
+        /// The key's id: the 12 hex digits after `pk_`.
+        id: String,
+    },
+    /// Lists keys with their scopes and use counts (never a key itself).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
 }
 
@@ -478,6 +518,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Keys { command } => {
+            let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
+            return keys_command(&db, command, clock.now_ms()).await;
+        }
         Command::Rules { command } => return crate::engine::commands::rules(&cfg, command).await,
         Command::Gen { command: GenCommand::Population { people, seed, out, start } } => {
             let rules = load_rules(&cfg)?;
@@ -663,4 +707,62 @@ fn outbox_detail(r: &crate::store::DeliveryRow) -> String {
         parts.push(s.to_string());
     }
     parts.join(", ")
+}
+
+async fn keys_command(db: &crate::store::Db, command: KeysCommand, now_ms: i64) -> Result<ExitCode> {
+    match command {
+        KeysCommand::Create { role, agency, name, sources, types } => {
+            let owner = agency.or(name).unwrap_or_default();
+            let (key, row) = crate::api::keys::create(db, role, &owner, &sources, &types, now_ms).await?;
+            println!("{key}");
+            eprintln!(
+                "key {} ({} key of {}{}) created: it is shown only this once; store it now",
+                row.id,
+                row.role,
+                row.owner,
+                if row.sources.is_empty() {
+                    String::new()
+                } else {
+                    format!("; sources {}; types {}", row.sources.join(","), row.types.join(","))
+                }
+            );
+        }
+        KeysCommand::Revoke { id } => {
+            if !db.revoke_api_key(&id, now_ms).await? {
+                eprintln!("no key {id} that is not revoked already");
+                return Ok(ExitCode::from(2));
+            }
+            println!("key {id} revoked");
+        }
+        KeysCommand::List { format } => {
+            let keys = db.api_keys().await?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else if keys.is_empty() {
+                println!("no keys");
+            } else {
+                println!(
+                    "{:<12}  {:<6}  {:<16}  {:<8}  {:>8}  {:<20}  SCOPE",
+                    "ID", "ROLE", "OWNER", "STATE", "USES", "LAST USED"
+                );
+                for k in keys {
+                    let last = k
+                        .last_used_at
+                        .map(|t| crate::clock::from_ms(t).format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let scope = if k.sources.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("{} / {}", k.sources.join(","), k.types.join(","))
+                    };
+                    let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!(
+                        "{:<12}  {:<6}  {:<16}  {:<8}  {:>8}  {:<20}  {scope}",
+                        k.id, k.role, k.owner, state, k.uses, last
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

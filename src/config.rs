@@ -73,6 +73,12 @@ pub struct PathsConfig {
 pub struct HttpConfig {
     /// Address to bind, e.g. `127.0.0.1:8080`.
     pub listen: String,
+    /// Largest request body, in bytes, except for batch uploads.
+    pub max_body_bytes: usize,
+    /// Largest batch upload (`POST /api/v1/events:batch`), in bytes.
+    pub max_batch_bytes: usize,
+    /// How long a request may take, reading its body included, before it is answered 503.
+    pub request_timeout_secs: u64,
 }
 
 /// Engine batching.
@@ -234,7 +240,7 @@ impl Default for Config {
         Config {
             database: DatabaseConfig::default(),
             paths: PathsConfig::default(),
-            http: HttpConfig { listen: "127.0.0.1:8080".into() },
+            http: HttpConfig::default(),
             engine: EngineConfig { batch_size: 1000, poll_interval_ms: 200 },
             delivery: DeliveryConfig::default(),
             clock: ClockConfig::default(),
@@ -259,7 +265,12 @@ impl Default for PathsConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".into() }
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            max_batch_bytes: 32 * 1024 * 1024,
+            request_timeout_secs: 30,
+        }
     }
 }
 

@@ -51,6 +51,7 @@ pub mod demo;
 pub mod engine;
 pub mod events;
 pub mod mask;
+pub mod metrics;
 pub mod serve;
 pub mod store;
 pub mod tools;

@@ -77,15 +77,17 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP listener up");
-    let router = crate::api::router(app.clone());
+    let api = crate::api::start(app.clone());
     let mut stop = stop_rx.clone();
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = stop.changed().await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, api.router).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
+        // The router is gone: the writer commits what is still queued, and the keys' last uses.
+        let _ = api.writer.await;
     });
 
     shutdown_signal().await;

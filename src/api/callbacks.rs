@@ -26,6 +26,16 @@ struct SmsReport {
 
 /// `POST /callbacks/sms`: authenticated by the callback secret; records the
 /// receipt (a `failed` report dead-letters the notice with the gateway's error).
+#[utoipa::path(post, path = "/callbacks/sms", tag = "callbacks",
+    request_body(content = Object, description = "`{\"id\", \"reference\", \"status\": \"delivered\"|\"failed\", \"error\"}` (CONTRACTS.md §5)", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "A field is wrong", body = super::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong callback secret", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No notice has this reference, or SMS is not an HTTP gateway here", body = super::Problem, content_type = "application/problem+json"),
+    ),
+    security(("callback_secret" = []))
+)]
 pub async fn sms_report(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(Transport::Sms(client)) = &app.channels.sms else {
         return problem(StatusCode::NOT_FOUND, "the SMS channel is not an HTTP gateway here");
@@ -80,6 +90,13 @@ async fn verified(app: &App, token: &str) -> Result<(String, String, String), Re
 
 /// `GET /unsubscribe/{token}`: a page with one button, so that a mail
 /// scanner following links never unsubscribes anyone by itself.
+#[utoipa::path(get, path = "/unsubscribe/{token}", tag = "callbacks",
+    params(("token" = String, Path, description = "The token of the email's List-Unsubscribe link")),
+    responses(
+        (status = 200, description = "A page with one button", body = String, content_type = "text/html"),
+        (status = 404, description = "Not a valid link", body = super::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn unsubscribe_page(State(app): State<App>, Path(token): Path<String>) -> Response {
     if let Err(r) = verified(&app, &token).await {
         return r;
@@ -98,6 +115,13 @@ pub async fn unsubscribe_page(State(app): State<App>, Path(token): Path<String>)
 /// `POST /unsubscribe/{token}` (RFC 8058 one-click): records the refusal of
 /// the notice's purpose on email as a `consent.refused` event; a repeated
 /// click is the same event again, a no-op.
+#[utoipa::path(post, path = "/unsubscribe/{token}", tag = "callbacks",
+    params(("token" = String, Path, description = "The token of the email's List-Unsubscribe link")),
+    responses(
+        (status = 200, description = "Recorded", body = String, content_type = "text/html"),
+        (status = 404, description = "Not a valid link", body = super::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn unsubscribe(State(app): State<App>, Path(token): Path<String>) -> Response {
     let (id, recipient, purpose) = match verified(&app, &token).await {
         Ok(v) => v,

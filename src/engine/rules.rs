@@ -88,7 +88,15 @@ pub enum Decision {
 /// Compiled rule scripts and the sandboxed engine that runs them.
 pub struct Rules {
     engine: Engine,
-    asts: HashMap<String, AST>,
+    asts: HashMap<String, Compiled>,
+}
+
+/// A compiled rule and its counters, looked up once at compile time rather
+/// than by label on every run (the engine runs rules by the hundred thousand).
+struct Compiled {
+    ast: AST,
+    runs: prometheus::IntCounter,
+    errors: prometheus::IntCounter,
 }
 
 impl Default for Rules {
@@ -127,14 +135,18 @@ impl Rules {
                 _ => format!("{}: {}", path.display(), e.0),
             }
         })?;
-        self.asts.insert(name.to_string(), ast);
+        let m = crate::metrics::get();
+        let (runs, errors) = (m.rule_runs.with_label_values(&[name]), m.rule_errors.with_label_values(&[name]));
+        self.asts.insert(name.to_string(), Compiled { ast, runs, errors });
         Ok(())
     }
 
     /// Runs rule `name` for one event and returns its decisions; an error or
     /// an exceeded limit comes back as a message naming the line.
     pub fn run(&self, name: &str, input: &RuleInput, lookup: &Lookup) -> Result<Vec<Decision>, String> {
-        let ast = self.asts.get(name).ok_or_else(|| format!("rule {name} is not compiled"))?;
+        let compiled = self.asts.get(name).ok_or_else(|| format!("rule {name} is not compiled"))?;
+        compiled.runs.inc();
+        let ast = &compiled.ast;
         let mut scope = Scope::new();
         scope.push_constant("event", input.event.clone());
         scope.push_constant("trigger", input.trigger.clone());
@@ -142,9 +154,14 @@ impl Rules {
         scope.push_constant("step", input.step.clone());
         scope.push_constant("params", input.params.clone());
         scope.push_constant("today", lookup.today.get().to_string());
-        let out: Dynamic =
-            LOOKUP.set(lookup, || self.engine.eval_ast_with_scope(&mut scope, ast)).map_err(|e| e.to_string())?;
-        decisions_from(out)
+        let out = LOOKUP
+            .set(lookup, || self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast))
+            .map_err(|e| e.to_string())
+            .and_then(decisions_from);
+        if out.is_err() {
+            compiled.errors.inc();
+        }
+        out
     }
 }
 

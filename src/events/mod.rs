@@ -56,7 +56,7 @@ pub fn validate_records(
                 location: r.location.clone(),
                 raw: r.text.clone(),
                 field: None,
-                error: format!("not valid JSON (line {}, column {}): {}", e.line(), e.column(), e_kind(&e)),
+                error: format!("not valid JSON (line {}, column {}): {}", e.line(), e.column(), json_error_kind(&e)),
             }),
             Ok(v) => match validate_change(default_source, &v, purposes) {
                 Ok(ev) => ok.push(ev),
@@ -73,7 +73,8 @@ pub fn validate_records(
     (ok, bad)
 }
 
-fn e_kind(e: &serde_json::Error) -> &'static str {
+/// What kind of JSON error it is, in words, for messages that must not quote the record.
+pub fn json_error_kind(e: &serde_json::Error) -> &'static str {
     match e.classify() {
         serde_json::error::Category::Eof => "the record ends too early",
         serde_json::error::Category::Syntax => "syntax error",

@@ -97,10 +97,67 @@ pub(super) const SAVE_CURSOR: &str = "INSERT INTO connector_state (source, curso
      SET cursor = excluded.cursor, last_poll_at = excluded.last_poll_at, \
      last_error = NULL, updated_at = excluded.updated_at";
 
-fn raw_hash(raw: &str) -> String {
+pub(super) fn raw_hash(raw: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(raw.as_bytes()))
 }
+
+/// Inserts `$events` and `$quarantine` in the open transaction `$tx` (inside
+/// an `on_pool!` block), filling `$seqs` with the stored seq per event (`None`
+/// for one already in the log) and counting the quarantined rows that are new
+/// in `$tally`. A macro, not a function: it is compiled once per database, like
+/// the `on_pool!` block around it, where a generic function would need
+/// sqlx's executor bounds spelled out.
+macro_rules! insert_ingest {
+    ($tx:ident, $events:expr, $quarantine:expr, $now_ms:expr, $seqs:ident, $tally:ident) => {
+        let mut offset = 0;
+        for chunk in statement_chunks($events, 7) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO events (source, external_id, type, subject, occurred_at, received_at, data) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.source.clone())
+                    .push_bind(e.external_id.clone())
+                    .push_bind(e.event_type.clone())
+                    .push_bind(e.subject.clone())
+                    .push_bind(e.occurred_at.timestamp_millis())
+                    .push_bind($now_ms)
+                    .push_bind(e.data.to_string());
+            });
+            qb.push(" ON CONFLICT (source, external_id) DO NOTHING RETURNING seq, source, external_id");
+            let rows = qb.build().fetch_all(&mut *$tx).await?;
+            let mut by_key = std::collections::HashMap::with_capacity(rows.len());
+            for r in rows {
+                let key: (String, String) = (r.try_get("source")?, r.try_get("external_id")?);
+                by_key.insert(key, r.try_get::<i64, _>("seq")?);
+            }
+            for (i, e) in chunk.iter().enumerate() {
+                // A change repeated within one page is stored once: the first copy takes the seq.
+                $seqs[offset + i] = by_key.remove(&(e.source.clone(), e.external_id.clone()));
+            }
+            offset += chunk.len();
+        }
+        for q in $quarantine {
+            let done = sqlx::query(
+                "INSERT INTO quarantine (source, location, raw, raw_hash, field, error, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, raw_hash) DO NOTHING",
+            )
+            .bind(&q.source)
+            .bind(&q.location)
+            .bind(&q.raw)
+            .bind(raw_hash(&q.raw))
+            .bind(&q.field)
+            .bind(&q.error)
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                $tally.quarantined(&q.source);
+            }
+        }
+    };
+}
+pub(super) use insert_ingest;
 
 impl Db {
     /// Stores validated events and quarantined records — and, for a feed, its
@@ -115,51 +172,10 @@ impl Db {
     ) -> Result<(Vec<Option<i64>>, IngestCounts)> {
         let mut seqs: Vec<Option<i64>> = vec![None; events.len()];
         let mut counts = IngestCounts::default();
+        let mut tally = crate::metrics::IngestTally::default();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut offset = 0;
-            for chunk in statement_chunks(events, 7) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO events (source, external_id, type, subject, occurred_at, received_at, data) ",
-                );
-                qb.push_values(chunk, |mut b, e| {
-                    b.push_bind(e.source.clone())
-                        .push_bind(e.external_id.clone())
-                        .push_bind(e.event_type.clone())
-                        .push_bind(e.subject.clone())
-                        .push_bind(e.occurred_at.timestamp_millis())
-                        .push_bind(now_ms)
-                        .push_bind(e.data.to_string());
-                });
-                qb.push(" ON CONFLICT (source, external_id) DO NOTHING RETURNING seq, source, external_id");
-                let rows = qb.build().fetch_all(&mut *tx).await?;
-                let mut by_key = std::collections::HashMap::with_capacity(rows.len());
-                for r in rows {
-                    let key: (String, String) = (r.try_get("source")?, r.try_get("external_id")?);
-                    by_key.insert(key, r.try_get::<i64, _>("seq")?);
-                }
-                for (i, e) in chunk.iter().enumerate() {
-                    // A change repeated within one page is stored once: the first copy takes the seq.
-                    seqs[offset + i] = by_key.remove(&(e.source.clone(), e.external_id.clone()));
-                }
-                offset += chunk.len();
-            }
-            for q in quarantine {
-                let done = sqlx::query(
-                    "INSERT INTO quarantine (source, location, raw, raw_hash, field, error, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, raw_hash) DO NOTHING",
-                )
-                .bind(&q.source)
-                .bind(&q.location)
-                .bind(&q.raw)
-                .bind(raw_hash(&q.raw))
-                .bind(&q.field)
-                .bind(&q.error)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-                counts.quarantined += done.rows_affected() as usize;
-            }
+            insert_ingest!(tx, events, quarantine, now_ms, seqs, tally);
             if let Some((source, cursor)) = cursor {
                 sqlx::query(SAVE_CURSOR)
                 .bind(source)
@@ -172,6 +188,11 @@ impl Db {
         });
         counts.accepted = seqs.iter().filter(|s| s.is_some()).count();
         counts.duplicate = events.len() - counts.accepted;
+        counts.quarantined = tally.quarantined_total();
+        for (e, seq) in events.iter().zip(&seqs) {
+            tally.event(&e.source, seq.is_some());
+        }
+        tally.count();
         Ok((seqs, counts))
     }
 

@@ -3,6 +3,7 @@
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
 //! say why beside them.
 
+mod api;
 mod audit;
 mod cases;
 mod delivery_extra;
@@ -14,6 +15,7 @@ mod receipts;
 mod simulate;
 mod snapshot;
 
+pub use api::{ApiKeyRow, Stored};
 pub use audit::{ChainHead, Erasure, NoticeDetail};
 pub use cases::{DraftLink, NoticeView};
 pub use delivery_extra::{AttemptRow, ReceiptRow};

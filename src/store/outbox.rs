@@ -527,9 +527,10 @@ impl Db {
             _ => "other",
         };
         let entry = trace.entry(outcome, channel, error, now_ms);
-        on_pool!(self, pool => {
+        let due = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            // When it was due (or created, if later): the start of its delivery latency.
+            let due: Option<i64> = sqlx::query_scalar(
                 "UPDATE notices SET \
                  state = CASE WHEN $2 = 'pending' AND withdrawn IS NOT NULL THEN 'cancelled' ELSE $2 END, \
                  last_error = CASE WHEN $2 = 'pending' AND withdrawn IS NOT NULL THEN withdrawn ELSE $4 END, \
@@ -537,7 +538,8 @@ impl Db {
                  sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END, \
                  provider_id = COALESCE($7, provider_id), served_on = COALESCE($8, served_on), \
                  receipt_status = CASE WHEN $9 IS NULL THEN receipt_status ELSE 'accepted' END, \
-                 receipt_poll_at = $9 WHERE id = $1",
+                 receipt_poll_at = $9 WHERE id = $1 \
+                 RETURNING CASE WHEN created_at > due_at THEN created_at ELSE due_at END",
             )
             .bind(notice_id)
             .bind(state.as_str())
@@ -548,7 +550,7 @@ impl Db {
             .bind(provider_id)
             .bind(served_on)
             .bind(poll_at)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
             if let Some(channel) = channel {
                 sqlx::query(
@@ -569,7 +571,12 @@ impl Db {
             if let Some(l) = lane {
                 trace.audit().give_back(l);
             }
+            due
         });
+        if let (NoticeState::Sent, Some(channel), Some(due)) = (state, channel, due) {
+            let seconds = (now_ms - due).max(0) as f64 / 1000.0;
+            crate::metrics::get().delivery_latency.with_label_values(&[channel]).observe(seconds);
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 mod gateways;
 mod support;
 
+mod api;
 mod audit;
 mod callbacks;
 mod chains;
