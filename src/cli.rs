@@ -43,6 +43,9 @@ pub enum Command {
         /// Virtual seconds per real second with --clock-start (86400: a day a second).
         #[arg(long)]
         clock_speed: Option<f64>,
+        /// Stages to run (comma-separated); the HTTP listener always runs.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "connectors,engine,delivery")]
+        stages: Vec<crate::serve::Stage>,
     },
     /// Creates or updates the database schema.
     Migrate,
@@ -433,10 +436,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
             println!("schema of the {} database is up to date", db.kind());
         }
-        Command::Serve { listen, .. } => {
+        Command::Serve { listen, stages, .. } => {
             let listen = listen.unwrap_or_else(|| cfg.http.listen.clone());
             let app = App::open(cfg, clock).await?;
-            crate::serve::serve(app, &listen).await?;
+            crate::serve::serve(app, &listen, &stages).await?;
         }
         Command::Process => {
             let app = App::open(cfg, clock).await?;

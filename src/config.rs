@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of one `proactive` process.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the store lives.
@@ -89,6 +89,9 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// How long an idle engine waits before looking for new events.
     pub poll_interval_ms: u64,
+    /// Seconds a process holds the lease on evaluation or on a connector
+    /// without renewing it; after that, another process takes over.
+    pub lease_secs: i64,
 }
 
 /// Outbox workers and their retry policy.
@@ -235,22 +238,6 @@ pub struct LinksConfig {
     pub unsubscribe_secret_env: Option<String>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            database: DatabaseConfig::default(),
-            paths: PathsConfig::default(),
-            http: HttpConfig::default(),
-            engine: EngineConfig { batch_size: 1000, poll_interval_ms: 200 },
-            delivery: DeliveryConfig::default(),
-            clock: ClockConfig::default(),
-            channels: ChannelsConfig::default(),
-            links: LinksConfig::default(),
-            audit: AuditConfig::default(),
-        }
-    }
-}
-
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig { url: "sqlite://proactive.db".into(), max_connections: 8 }
@@ -276,7 +263,7 @@ impl Default for HttpConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { batch_size: 1000, poll_interval_ms: 200 }
+        EngineConfig { batch_size: 1000, poll_interval_ms: 200, lease_secs: 15 }
     }
 }
 

@@ -2,6 +2,11 @@
 //! one process until Ctrl-C or SIGTERM. On a stop signal each stage finishes
 //! the batch it is in (committed) or drops it (rolled back, redone by the
 //! next start); nothing half-done is left visible.
+//!
+//! Several processes may share one database. Delivery claims notices row by
+//! row; a connector's polling and rule evaluation are each done by one
+//! process at a time, the one holding its lease (`leases` table), and taken
+//! over by another when the holder stops renewing it.
 
 use std::time::Duration;
 
@@ -11,24 +16,55 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::connectors::{self, SourceKind, feed::FeedPoller, snapshot::SnapshotPoller};
 
-/// Runs every stage until a stop signal.
-pub async fn serve(app: App, listen: &str) -> Result<()> {
+/// A stage `serve` can run; the HTTP listener (health, readiness, callbacks, API) always runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Polling the registries' feeds and snapshots.
+    Connectors,
+    /// Rule evaluation and timers.
+    Engine,
+    /// Sending the outbox.
+    Delivery,
+}
+
+/// Runs the given stages until a stop signal.
+pub async fn serve(app: App, listen: &str, stages: &[Stage]) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let holder = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let ttl = Duration::from_secs(app.cfg.engine.lease_secs.max(1) as u64);
+    tracing::info!(process = %holder, ?stages, "serving");
 
     let sources = connectors::load_sources(&app.cfg.paths.connectors)
         .map_err(|e| anyhow::anyhow!("connector definitions do not load:\n  {}", e.join("\n  ")))?;
-    for def in sources.into_iter().filter(|d| d.enabled) {
+    for def in sources.into_iter().filter(|d| d.enabled && stages.contains(&Stage::Connectors)) {
         let (db, clock, purposes, stop) = (app.db.clone(), app.clock.clone(), app.purposes(), stop_rx.clone());
+        let lease = Lease { db: db.clone(), name: format!("connector:{}", def.source), holder: holder.clone(), ttl };
         tracing::info!(source = %def.source, kind = ?def.kind, "connector started");
         match def.kind {
             SourceKind::ChangeFeed => {
-                let poller = FeedPoller::new(def)?;
-                tasks.spawn(async move { poller.run(db, clock, purposes, stop).await });
+                let poller = std::sync::Arc::new(FeedPoller::new(def)?);
+                tasks.spawn(async move {
+                    lease
+                        .run(stop, |child| {
+                            let (poller, db, clock, purposes) =
+                                (poller.clone(), db.clone(), clock.clone(), purposes.clone());
+                            async move { poller.run(db, clock, purposes, child).await }
+                        })
+                        .await
+                });
             }
             SourceKind::Snapshot => {
-                let poller = SnapshotPoller::new(def)?;
-                tasks.spawn(async move { poller.run(db, clock, purposes, stop).await });
+                let poller = std::sync::Arc::new(SnapshotPoller::new(def)?);
+                tasks.spawn(async move {
+                    lease
+                        .run(stop, |child| {
+                            let (poller, db, clock, purposes) =
+                                (poller.clone(), db.clone(), clock.clone(), purposes.clone());
+                            async move { poller.run(db, clock, purposes, child).await }
+                        })
+                        .await
+                });
             }
         }
     }
@@ -39,12 +75,23 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     let engine = crate::engine::Engine::new(app.db.clone(), live.clone(), app.clock.clone(), app.cfg.engine.batch_size)
         .with_audit(app.audit.clone());
     let idle = Duration::from_millis(app.cfg.engine.poll_interval_ms);
-    let stop = stop_rx.clone();
-    tasks.spawn(async move {
-        let halt = stop.clone();
-        let halt = move || *halt.borrow();
-        stage_loop("engine", stop, idle, || async { engine.run_all_due(&halt).await.map(|_| false) }).await
-    });
+    if stages.contains(&Stage::Engine) {
+        let stop = stop_rx.clone();
+        let lease = Lease { db: app.db.clone(), name: "engine".into(), holder: holder.clone(), ttl };
+        tasks.spawn(async move {
+            lease
+                .run(stop, |child| {
+                    let engine = engine.clone();
+                    async move {
+                        let halt = child.clone();
+                        let halt = move || *halt.borrow();
+                        stage_loop("engine", child, idle, || async { engine.run_all_due(&halt).await.map(|_| false) })
+                            .await
+                    }
+                })
+                .await
+        });
+    }
     #[cfg(unix)]
     {
         let (cfg, live, mut stop) = (app.cfg.clone(), live.clone(), stop_rx.clone());
@@ -69,10 +116,12 @@ pub async fn serve(app: App, listen: &str) -> Result<()> {
     )
     .with_audit(app.audit.clone());
     let idle = Duration::from_millis(app.cfg.delivery.poll_interval_ms);
-    let stop = stop_rx.clone();
-    tasks.spawn(async move {
-        stage_loop("delivery", stop, idle, || async { delivery.run_round().await.map(|r| r.claimed > 0) }).await
-    });
+    if stages.contains(&Stage::Delivery) {
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            stage_loop("delivery", stop, idle, || async { delivery.run_round().await.map(|r| r.claimed > 0) }).await
+        });
+    }
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -109,6 +158,78 @@ pub fn reload(cfg: &crate::config::Config, live: &crate::engine::LiveRules) {
             tracing::info!(life_situations = n, "rule set reloaded");
         }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "rule set NOT reloaded; the running set stays"),
+    }
+}
+
+/// Singleton work's lease: this process does the work only while it holds it.
+struct Lease {
+    db: crate::store::Db,
+    name: String,
+    holder: String,
+    ttl: Duration,
+}
+
+impl Lease {
+    /// Runs `work` (with its own stop signal) whenever this process holds
+    /// the lease, renewing it a third of its time; stops the work when the
+    /// lease cannot be renewed (another process may take over), and on
+    /// `stop` gives it up at once so another process need not wait it out.
+    async fn run<F, Fut>(&self, mut stop: watch::Receiver<bool>, work: F)
+    where
+        F: Fn(watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let ttl_ms = self.ttl.as_millis() as i64;
+        let take = || self.db.take_lease(&self.name, &self.holder, chrono::Utc::now().timestamp_millis(), ttl_ms);
+        let mut waiting_said = false;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match take().await {
+                Ok(true) => {
+                    tracing::info!(lease = %self.name, process = %self.holder, "lease taken; running");
+                    waiting_said = false;
+                    let (child_tx, child_rx) = watch::channel(false);
+                    let fut = work(child_rx);
+                    tokio::pin!(fut);
+                    let mut renew = tokio::time::interval(self.ttl / 3);
+                    renew.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = &mut fut => break,
+                            _ = renew.tick() => {
+                                if !take().await.unwrap_or(false) {
+                                    tracing::warn!(lease = %self.name, "lease lost (not renewed in time); stopping this work");
+                                    let _ = child_tx.send(true);
+                                    (&mut fut).await;
+                                    break;
+                                }
+                            }
+                            _ = stop.changed() => {
+                                let _ = child_tx.send(true);
+                                (&mut fut).await;
+                                let _ = self.db.release_lease(&self.name, &self.holder).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(false) => {
+                    if !waiting_said {
+                        tracing::info!(lease = %self.name, "another process holds the lease; standing by");
+                        waiting_said = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %self.name, error = %format!("{e:#}"), "cannot take the lease; retrying")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.ttl / 3) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 }
 

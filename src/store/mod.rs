@@ -8,6 +8,7 @@ mod audit;
 mod cases;
 mod delivery_extra;
 mod events;
+mod leases;
 mod outbox;
 mod pacing;
 mod profiles;

@@ -16,6 +16,7 @@ mod eaddress;
 mod email;
 mod feed;
 mod ingest;
+mod leases;
 mod pacing;
 mod restart;
 mod routing;
