@@ -245,15 +245,14 @@ where
         if *stop.borrow() {
             return;
         }
-        let wait = match step().await {
-            Ok(true) => {
-                failures = 0;
-                continue;
-            }
-            Ok(false) => {
-                failures = 0;
-                idle
-            }
+        let result = step().await;
+        if result.is_ok() && failures > 0 {
+            tracing::warn!(stage = name, failures, "stage recovered; going on");
+            failures = 0;
+        }
+        let wait = match result {
+            Ok(true) => continue,
+            Ok(false) => idle,
             Err(e) => {
                 failures += 1;
                 tracing::error!(stage = name, error = %format!("{e:#}"), failures, "stage failed; retrying");

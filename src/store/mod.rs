@@ -197,7 +197,9 @@ impl Db {
 
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> bool {
-        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.is_ok())
+        // A probe must answer quickly: an unreachable server is "not ready", not a hung request.
+        let probe = async { on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.is_ok()) };
+        tokio::time::timeout(Duration::from_secs(2), probe).await.unwrap_or(false)
     }
 
     /// Closes the pool, waiting for connections to return.

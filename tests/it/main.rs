@@ -12,6 +12,7 @@ mod callbacks;
 mod chains;
 mod cli;
 mod crash;
+mod dbloss;
 mod eaddress;
 mod email;
 mod feed;
