@@ -147,14 +147,14 @@ async fn a_lost_database_connection_is_reported_waited_out_and_recovered_from() 
             ok
         }
     };
-    let mut first = wait_for("the first part sent", 60);
+    let first = wait_for("the first part sent", 60);
     while !first(sent().await == 20) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready().await, 200);
 
     proxy.cut();
-    let mut down = wait_for("not ready once the database is gone", 20);
+    let down = wait_for("not ready once the database is gone", 20);
     while !down(ready().await == 503) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -163,7 +163,7 @@ async fn a_lost_database_connection_is_reported_waited_out_and_recovered_from() 
     assert_eq!(sent().await, 20, "nothing of the second part can be done without the database");
 
     proxy.restore();
-    let mut back = wait_for("ready again and the second part sent", 90);
+    let back = wait_for("ready again and the second part sent", 90);
     while !back(ready().await == 200 && sent().await == 40) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
