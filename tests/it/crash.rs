@@ -38,15 +38,31 @@ fn states(config: &std::path::Path) -> Vec<(String, String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    chaos(&db, 1, dir).await;
+}
+
+/// The same with three processes sharing PostgreSQL, a random one killed each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_postgres_killed_at_random_lose_nothing_and_send_nothing_twice() {
+    let Some(t) = support::postgres().await else { return };
+    chaos(&t.url, 3, tempfile::tempdir().unwrap()).await;
+    t.cleanup().await;
+}
+
+/// Runs `processes` servers on `db`, kills one at random moments
+/// (`CRASH_KILLS`, seeded by `CRASH_SEED`) and restarts it, and checks at
+/// the fakes that every notice arrived once (email: once more per kill at most).
+async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
     let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let kills: usize = std::env::var("CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let births: usize = 300;
-    eprintln!("crash test: seed {seed}, {kills} kills, {births} births");
+    eprintln!("crash test: seed {seed}, {kills} kills of {processes} process(es), {births} births");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let fake = GatewayFake::start(Kind::Eaddress).await;
     let smtp = SmtpServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proactive.toml");
     let q = |p: &std::path::Path| toml::Value::String(p.display().to_string()).to_string();
     std::fs::create_dir_all(dir.path().join("no-connectors")).unwrap();
@@ -55,11 +71,11 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
         format!(
             "[database]\nurl = {db}\n[paths]\nlife_events = {le}\nrules = {rules}\nconnectors = {conn}\n\
              [delivery]\nquiet_hours = \"none\"\nlease_secs = 3\nbatch_size = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 200\npoll_interval_ms = 20\n\
-             [engine]\nbatch_size = 50\npoll_interval_ms = 20\n\
+             [engine]\nbatch_size = 50\npoll_interval_ms = 20\nlease_secs = 2\n\
              [channels.eaddress]\nkind = \"http\"\nbase_url = \"{ea}\"\ntoken_env = \"CRASH_TEST_TOKEN\"\ntimeout_secs = 2\n\
              [channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nmessage_id_domain = \"crash.test\"\npool_size = 1\n\
              [channels.sms]\nkind = \"disabled\"\n",
-            db = toml::Value::String(format!("sqlite://{}", dir.path().join("p.db").display())),
+            db = toml::Value::String(db.to_string()),
             le = q(&support::root().join("tests/fixtures/life-events")),
             rules = q(&support::root().join("tests/fixtures/rules")),
             conn = q(&dir.path().join("no-connectors")),
@@ -98,9 +114,9 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
     let import = proactive(&config).args(["events", "import"]).arg(&events).output().unwrap();
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
 
-    let kill_log = dir.path().join("killed.log");
-    let spawn = || {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&kill_log).unwrap();
+    let logs: Vec<std::path::PathBuf> = (0..processes).map(|i| dir.path().join(format!("serve{i}.log"))).collect();
+    let spawn = |i: usize| {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&logs[i]).unwrap();
         proactive(&config)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("PROACTIVE_LOG", "warn")
@@ -109,33 +125,29 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
             .spawn()
             .unwrap()
     };
-    // When each process after the first started: a copy of a mail sent before
-    // a restart and another after it is the resend a kill may cause.
+    let mut children: Vec<std::process::Child> = (0..processes).map(spawn).collect();
+    // After each kill (and the server's reading of what the dead process had
+    // written): a copy of a mail before one of these and another after it is
+    // the resend a kill may cause.
     let mut restarted_at = Vec::new();
     for k in 0..kills {
-        if k > 0 {
-            restarted_at.push(Instant::now());
-        }
-        let mut child = spawn();
         let wait = Duration::from_millis(rng.random_range(150..900));
         tokio::time::sleep(wait).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let i = rng.random_range(0..processes);
+        children[i].kill().unwrap(); // SIGKILL
+        children[i].wait().unwrap();
         // The server may still be reading what the dead process wrote before
         // the kill; let it finish, so its copies stamp before the restart.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        eprintln!("  kill {}: after {wait:?}, {} e-address requests so far", k + 1, fake.requests().len());
+        restarted_at.push(Instant::now());
+        children[i] = spawn(i);
+        eprintln!(
+            "  kill {} (process {i}): after {wait:?}, {} e-address requests so far",
+            k + 1,
+            fake.requests().len()
+        );
     }
-    // The last start runs until the outbox is empty, then stops on SIGTERM.
-    let log_path = dir.path().join("serve.log");
-    restarted_at.push(Instant::now());
-    let mut child = proactive(&config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("PROACTIVE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    // They run on until the outbox is empty, then stop on SIGTERM.
     let deadline = Instant::now() + Duration::from_secs(90);
     let final_states = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -144,7 +156,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
             break s;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let log: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let mut by: Vec<_> = s.iter().map(|x| x.1.clone()).collect();
             by.sort();
@@ -152,8 +164,10 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
             panic!("the outbox never emptied: {by:?}; the log ends:\n{}", tail.join("\n"));
         }
     };
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(child.wait().unwrap().success(), "a clean stop at the end");
+    for mut child in children {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(child.wait().unwrap().success(), "a clean stop at the end");
+    }
 
     let ea_ids: HashSet<String> =
         final_states.iter().filter(|s| s.2.as_deref() == Some("eaddress")).map(|s| s.0.clone()).collect();
@@ -194,7 +208,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
         for pair in times.windows(2) {
             let kill = restarted_at.iter().position(|r| pair[0] < *r && *r <= pair[1]);
             let kill = kill.unwrap_or_else(|| {
-                let logs = [&kill_log, &log_path].map(|p| std::fs::read_to_string(p).unwrap_or_default()).join("");
+                let logs: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
                 let said: Vec<&str> = logs.lines().filter(|l| !l.contains("delivery round")).take(40).collect();
                 panic!("{id} was sent twice with no restart between the copies; the logs say:\n{}", said.join("\n"))
             });
