@@ -79,6 +79,9 @@ pub struct HttpConfig {
     pub max_batch_bytes: usize,
     /// How long a request may take, reading its body included, before it is answered 503.
     pub request_timeout_secs: u64,
+    /// After SIGTERM, how long `serve` lets the stages finish what they hold
+    /// before it exits anyway (what is left is retaken when its lease lapses).
+    pub shutdown_grace_secs: u64,
 }
 
 /// Engine batching.
@@ -92,6 +95,8 @@ pub struct EngineConfig {
     /// Seconds a process holds the lease on evaluation or on a connector
     /// without renewing it; after that, another process takes over.
     pub lease_secs: i64,
+    /// Due notices in the outbox above which evaluation waits for delivery to catch up.
+    pub max_due_notices: i64,
 }
 
 /// Outbox workers and their retry policy.
@@ -257,13 +262,14 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024,
             max_batch_bytes: 32 * 1024 * 1024,
             request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
         }
     }
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { batch_size: 1000, poll_interval_ms: 200, lease_secs: 15 }
+        EngineConfig { batch_size: 1000, poll_interval_ms: 200, lease_secs: 15, max_due_notices: 500_000 }
     }
 }
 

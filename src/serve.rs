@@ -78,15 +78,28 @@ pub async fn serve(app: App, listen: &str, stages: &[Stage]) -> Result<()> {
     if stages.contains(&Stage::Engine) {
         let stop = stop_rx.clone();
         let lease = Lease { db: app.db.clone(), name: "engine".into(), holder: holder.clone(), ttl };
+        let (db, clock, max_due) = (app.db.clone(), app.clock.clone(), app.cfg.engine.max_due_notices);
         tasks.spawn(async move {
             lease
                 .run(stop, |child| {
-                    let engine = engine.clone();
+                    let (engine, db, clock) = (engine.clone(), db.clone(), clock.clone());
                     async move {
+                        let behind = Backlog { db, clock, max: max_due, deep: Default::default() };
+                        let deep = behind.deep.clone();
                         let halt = child.clone();
-                        let halt = move || *halt.borrow();
-                        stage_loop("engine", child, idle, || async { engine.run_all_due(&halt).await.map(|_| false) })
-                            .await
+                        // Between batches too: a long backlog of events stops when delivery falls behind.
+                        let halt = move || *halt.borrow() || deep.load(std::sync::atomic::Ordering::Relaxed);
+                        let deep = behind.deep.clone();
+                        let stage = stage_loop("engine", child, idle, || async {
+                            if deep.load(std::sync::atomic::Ordering::Relaxed) {
+                                return Ok(false);
+                            }
+                            engine.run_all_due(&halt).await.map(|_| false)
+                        });
+                        tokio::select! {
+                            _ = stage => {}
+                            _ = behind.watch() => {}
+                        }
                     }
                 })
                 .await
@@ -140,9 +153,18 @@ pub async fn serve(app: App, listen: &str, stages: &[Stage]) -> Result<()> {
     });
 
     shutdown_signal().await;
-    tracing::info!("stopping: finishing the batches in flight");
+    let grace = Duration::from_secs(app.cfg.http.shutdown_grace_secs);
+    tracing::info!(grace_secs = grace.as_secs(), "stopping: no new claims; finishing the batches in flight");
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let finished = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over: stopping anyway; what is still claimed is retaken when its lease lapses"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
     app.db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -158,6 +180,38 @@ pub fn reload(cfg: &crate::config::Config, live: &crate::engine::LiveRules) {
             tracing::info!(life_situations = n, "rule set reloaded");
         }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "rule set NOT reloaded; the running set stays"),
+    }
+}
+
+/// Backpressure: evaluation waits while delivery is this far behind, so a
+/// stalled gateway does not pile up notices without end. The outbox is
+/// counted every two seconds, not per batch.
+struct Backlog {
+    db: crate::store::Db,
+    clock: crate::clock::Clock,
+    max: i64,
+    deep: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Backlog {
+    /// Keeps `deep` true while more than `max` notices are due; never returns.
+    async fn watch(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            match self.db.due_notice_count(self.clock.now_ms()).await {
+                Ok(due) => {
+                    let deep = due > self.max;
+                    let was = self.deep.swap(deep, Ordering::Relaxed);
+                    if deep && !was {
+                        tracing::warn!(due, max = self.max, "delivery is behind; evaluation waits for it to catch up");
+                    } else if was && !deep {
+                        tracing::info!(due, "delivery has caught up; evaluation goes on");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot count the outbox"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 }
 

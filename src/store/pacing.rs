@@ -140,3 +140,15 @@ impl Db {
         }))
     }
 }
+
+impl Db {
+    /// Notices waiting to be sent that are due by `now_ms` (for backpressure).
+    pub async fn due_notice_count(&self, now_ms: i64) -> Result<i64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notices WHERE state = 'pending' AND available_at <= $1")
+                .bind(now_ms)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+}
