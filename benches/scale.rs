@@ -45,7 +45,10 @@ async fn main() -> Result<()> {
         let mut rates = Vec::new();
         for run in 0..3 {
             let (rate, _) = one_run(&url, None, &history, dir.path(), processes, births).await?;
-            println!("processes={processes} run={run}: {events} events in {:.2} s = {rate:.0} events/s", events as f64 / rate);
+            println!(
+                "processes={processes} run={run}: {events} events in {:.2} s = {rate:.0} events/s",
+                events as f64 / rate
+            );
             rates.push(rate);
         }
         rates.sort_by(f64::total_cmp);
@@ -177,7 +180,8 @@ fn history_of(births: usize) -> String {
     let (mut made, mut i) = (0, 0u32);
     while made < births {
         i += 1;
-        let mother_day = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap() + chrono::Duration::days(i64::from(i % 7000));
+        let mother_day =
+            chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap() + chrono::Duration::days(i64::from(i % 7000));
         let child_day = born - chrono::Duration::days(i64::from(i / 900));
         let (Some(mother), Some(child)) = (
             proactive::events::codes::valid_test_personal_code(mother_day, (100 + i / 7000) as u16),

@@ -41,32 +41,23 @@ pub async fn serve(app: App, listen: &str, stages: &[Stage]) -> Result<()> {
         let (db, clock, purposes, stop) = (app.db.clone(), app.clock.clone(), app.purposes(), stop_rx.clone());
         let lease = Lease { db: db.clone(), name: format!("connector:{}", def.source), holder: holder.clone(), ttl };
         tracing::info!(source = %def.source, kind = ?def.kind, "connector started");
-        match def.kind {
-            SourceKind::ChangeFeed => {
-                let poller = std::sync::Arc::new(FeedPoller::new(def)?);
-                tasks.spawn(async move {
-                    lease
-                        .run(stop, |child| {
-                            let (poller, db, clock, purposes) =
-                                (poller.clone(), db.clone(), clock.clone(), purposes.clone());
-                            async move { poller.run(db, clock, purposes, child).await }
-                        })
-                        .await
-                });
-            }
-            SourceKind::Snapshot => {
-                let poller = std::sync::Arc::new(SnapshotPoller::new(def)?);
-                tasks.spawn(async move {
-                    lease
-                        .run(stop, |child| {
-                            let (poller, db, clock, purposes) =
-                                (poller.clone(), db.clone(), clock.clone(), purposes.clone());
-                            async move { poller.run(db, clock, purposes, child).await }
-                        })
-                        .await
-                });
-            }
-        }
+        let poller = std::sync::Arc::new(match def.kind {
+            SourceKind::ChangeFeed => Poller::Feed(FeedPoller::new(def)?),
+            SourceKind::Snapshot => Poller::Snapshot(SnapshotPoller::new(def)?),
+        });
+        tasks.spawn(async move {
+            lease
+                .run(stop, |child| {
+                    let (poller, db, clock, purposes) = (poller.clone(), db.clone(), clock.clone(), purposes.clone());
+                    async move {
+                        match &*poller {
+                            Poller::Feed(p) => p.run(db, clock, purposes, child).await,
+                            Poller::Snapshot(p) => p.run(db, clock, purposes, child).await,
+                        }
+                    }
+                })
+                .await
+        });
     }
 
     // One live rule set for every stage: a reload (SIGHUP) swaps it whole,
@@ -181,6 +172,12 @@ pub fn reload(cfg: &crate::config::Config, live: &crate::engine::LiveRules) {
         }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "rule set NOT reloaded; the running set stays"),
     }
+}
+
+/// A connector of either kind.
+enum Poller {
+    Feed(FeedPoller),
+    Snapshot(SnapshotPoller),
 }
 
 /// Backpressure: evaluation waits while delivery is this far behind, so a

@@ -333,18 +333,12 @@ impl Db {
                 .fetch_all(&mut *tx)
                 .await?;
                 for r in rows {
-                    entries.push(Entry {
-                        kind: "notice.withdrawn".into(),
-                        at: now_ms,
-                        purpose: Some(r.try_get("purpose")?),
-                        subject: Some(r.try_get("recipient")?),
-                        notice_id: Some(r.try_get("id")?),
-                        detail: serde_json::json!({
-                            "life_situation": r.try_get::<String, _>("life_situation")?,
-                            "version": r.try_get::<i64, _>("version")?,
-                            "reason": crate::mask::mask_codes_in(reason),
-                        }),
+                    let detail = serde_json::json!({
+                        "life_situation": r.try_get::<String, _>("life_situation")?,
+                        "version": r.try_get::<i64, _>("version")?,
+                        "reason": crate::mask::mask_codes_in(reason),
                     });
+                    entries.push(withdrawn_entry(&r, "notice.withdrawn", detail, now_ms)?);
                 }
                 // Already handed to a gateway (`sending` was committed before the
                 // call): not recalled, but recorded as in flight, and not retried
@@ -369,14 +363,8 @@ impl Db {
                 .fetch_all(&mut *tx)
                 .await?;
                 for r in flying {
-                    entries.push(Entry {
-                        kind: "notice.withdrawn_in_flight".into(),
-                        at: now_ms,
-                        purpose: Some(r.try_get("purpose")?),
-                        subject: Some(r.try_get("recipient")?),
-                        notice_id: Some(r.try_get("id")?),
-                        detail: serde_json::json!({ "reason": crate::mask::mask_codes_in(reason) }),
-                    });
+                    let detail = serde_json::json!({ "reason": crate::mask::mask_codes_in(reason) });
+                    entries.push(withdrawn_entry(&r, "notice.withdrawn_in_flight", detail, now_ms)?);
                 }
             }
             for chunk in statement_chunks(&w.outcomes, 6) {
@@ -652,6 +640,22 @@ impl Db {
                 .collect::<Result<Vec<_>>>()?
         }))
     }
+}
+
+/// The audit record of a notice a withdrawal reached (a row with its id, recipient and purpose).
+fn withdrawn_entry<R: Row>(r: &R, kind: &str, detail: serde_json::Value, at: i64) -> Result<Entry>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Entry {
+        kind: kind.into(),
+        at,
+        purpose: Some(r.try_get("purpose")?),
+        subject: Some(r.try_get("recipient")?),
+        notice_id: Some(r.try_get("id")?),
+        detail,
+    })
 }
 
 pub(crate) fn claimed_from_row<R: Row>(r: &R) -> Result<ClaimedNotice>

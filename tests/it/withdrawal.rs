@@ -66,10 +66,16 @@ async fn a_refusal_cancels_what_is_queued_records_what_is_in_flight_and_nothing_
         let with = |state: &str| -> HashSet<String> {
             notices.iter().filter(|n| n.state == state).map(|n| n.notice_id.clone()).collect()
         };
-        let (sent, cancelled) = (with("sent"), with("cancelled"));
+        // Suppressed: claimed before the commit, but routed after it, when the refusal was already known.
+        let (sent, cancelled, suppressed) = (with("sent"), with("cancelled"), with("suppressed"));
         let states: Vec<(&str, Option<&str>)> =
             notices.iter().map(|n| (n.state.as_str(), n.last_error.as_deref())).collect();
-        assert_eq!(sent.len() + cancelled.len(), 60, "{}: every notice ends sent or cancelled: {states:?}", t.name);
+        assert_eq!(
+            sent.len() + cancelled.len() + suppressed.len(),
+            60,
+            "{}: every notice ends sent, cancelled or suppressed: {states:?}",
+            t.name
+        );
         assert!(!sent.is_empty() && !cancelled.is_empty(), "{}: the refusal came mid-run", t.name);
         let mut in_flight = HashSet::new();
         for id in &ids {
@@ -97,7 +103,12 @@ async fn a_refusal_cancels_what_is_queued_records_what_is_in_flight_and_nothing_
             t.name
         );
         assert_eq!(late.iter().collect::<HashSet<_>>().len(), late.len(), "{}: one late call a notice at most", t.name);
-        for n in notices.iter().filter(|n| n.state == "cancelled") {
+        assert!(
+            suppressed.is_subset(&in_flight),
+            "{}: only a notice already claimed is routed after the refusal",
+            t.name
+        );
+        for n in notices.iter().filter(|n| n.state == "cancelled" || n.state == "suppressed") {
             let why = n.last_error.as_deref().unwrap_or_default();
             assert!(why.contains("refused"), "{}: {} cancelled for {why:?}", t.name, n.notice_id);
         }
