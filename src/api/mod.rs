@@ -154,10 +154,12 @@ async fn healthz() -> &'static str {
     (status = 503, description = "The store does not answer", body = String),
 ))]
 async fn ready(State(app): State<App>) -> (StatusCode, &'static str) {
-    if app.db.ping().await {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !app.db.ping().await {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+    } else if !app.db.migrations_current().await {
+        (StatusCode::SERVICE_UNAVAILABLE, "the database's schema is not this version's (run proactive migrate)\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

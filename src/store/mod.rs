@@ -153,6 +153,17 @@ impl Db {
         Ok(())
     }
 
+    /// Whether every migration this binary knows has been applied (a process
+    /// started against an older schema, or a newer one's, is not ready).
+    pub async fn migrations_current(&self) -> bool {
+        let migrator = if matches!(self, Db::Sqlite(_)) { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
+        let applied: Result<Vec<(i64,)>, sqlx::Error> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await);
+        let Ok(applied) = applied.map(|v| v.into_iter().map(|(v,)| v).collect::<Vec<i64>>()) else { return false };
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        known.iter().all(|v| applied.contains(v)) && applied.iter().all(|v| known.contains(v))
+    }
+
     /// `sqlite` or `postgres`, for messages and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -34,3 +34,30 @@ async fn migrating_twice_is_harmless() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn readiness_knows_whether_the_schema_is_this_versions() {
+    for t in support::stores().await {
+        assert!(t.db.migrations_current().await, "{}: freshly migrated", t.name);
+        let url = t.url.clone();
+        // An older schema: the newest migration not applied.
+        let db = proactive::store::Db::connect(&url, 1).await.unwrap();
+        match &db {
+            proactive::store::Db::Sqlite(p) => {
+                sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+                    .execute(p)
+                    .await
+                    .unwrap();
+            }
+            proactive::store::Db::Postgres(p) => {
+                sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+                    .execute(p)
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(!t.db.migrations_current().await, "{}: a migration is missing", t.name);
+        db.close().await;
+        t.cleanup().await;
+    }
+}
