@@ -79,6 +79,10 @@ pub struct HttpConfig {
     pub max_batch_bytes: usize,
     /// How long a request may take, reading its body included, before it is answered 503.
     pub request_timeout_secs: u64,
+    /// The environment variable holding the key of citizen bearer tokens
+    /// (`proactive token issue`); without it a fixed development key is used
+    /// (and a warning logged).
+    pub token_secret_env: Option<String>,
 }
 
 /// Engine batching.
@@ -270,6 +274,7 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024,
             max_batch_bytes: 32 * 1024 * 1024,
             request_timeout_secs: 30,
+            token_secret_env: None,
         }
     }
 }

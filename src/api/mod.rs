@@ -14,6 +14,7 @@ mod callbacks;
 mod doc;
 mod events;
 pub mod keys;
+pub mod token;
 mod writer;
 
 use std::sync::Arc;
