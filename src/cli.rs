@@ -105,6 +105,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Citizen bearer tokens for the citizen API (tests and the demo; in production the state login's).
+    Token {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Synthetic data to try rules on.
     Gen {
         /// Subcommand.
@@ -130,6 +136,20 @@ pub enum GenCommand {
         /// The day the backfill reaches; the events of the following year come after it.
         #[arg(long, default_value = "2026-12-01")]
         start: chrono::NaiveDate,
+    },
+}
+
+/// `proactive token …`
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Prints a signed bearer token for a person (HMAC-SHA-256 with the key `http.token_secret_env` names).
+    Issue {
+        /// The person's personal code.
+        #[arg(long)]
+        subject: String,
+        /// How long it is valid, in minutes (at most a day).
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u64,
     },
 }
 
@@ -520,6 +540,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Token { command: TokenCommand::Issue { subject, ttl_minutes } } => {
+            if ttl_minutes == 0 || ttl_minutes > crate::api::token::MAX_TTL_MINUTES {
+                anyhow::bail!("--ttl-minutes: between 1 and {}", crate::api::token::MAX_TTL_MINUTES);
+            }
+            let key = crate::api::token::token_key(&cfg.http)?;
+            // Wall-clock time, not the engine's clock: a login session lives in real time.
+            let expires = chrono::Utc::now() + chrono::Duration::minutes(ttl_minutes as i64);
+            println!("{}", crate::api::token::issue(&key, &subject, expires.timestamp())?);
+            eprintln!("citizen token for {} valid until {}", crate::mask::mask_code(&subject), expires.to_rfc3339());
         }
         Command::Keys { command } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;

@@ -82,6 +82,10 @@ pub struct HttpConfig {
     /// After SIGTERM, how long `serve` lets the stages finish what they hold
     /// before it exits anyway (what is left is retaken when its lease lapses).
     pub shutdown_grace_secs: u64,
+    /// The environment variable holding the key of citizen bearer tokens
+    /// (`proactive token issue`); without it a fixed development key is used
+    /// (and a warning logged).
+    pub token_secret_env: Option<String>,
 }
 
 /// Engine batching.
@@ -263,6 +267,7 @@ impl Default for HttpConfig {
             max_batch_bytes: 32 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            token_secret_env: None,
         }
     }
 }

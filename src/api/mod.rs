@@ -1,5 +1,7 @@
 //! The HTTP interface of `proactive serve`: the agency push
 //! (`POST /api/v1/events`, `POST /api/v1/events:batch`, CONTRACTS.md §3),
+//! the citizen API (`/api/v1/me/…`, bearer tokens of [`token`]), the staff
+//! API (`/api/v1/staff/…`, staff keys),
 //! the operators' probes (`/healthz`, `/readyz`) and metrics (`/metrics`),
 //! the SMS gateway's delivery reports (`POST /callbacks/sms`, CONTRACTS.md
 //! §5), the one-click unsubscribe link of every email (`/unsubscribe/{token}`,
@@ -11,9 +13,12 @@
 //! personal data reaches it from a URL.
 
 mod callbacks;
+mod citizen;
 mod doc;
 mod events;
 pub mod keys;
+mod staff;
+pub mod token;
 mod writer;
 
 use std::sync::Arc;
@@ -41,8 +46,11 @@ pub struct ApiState {
     pub app: App,
     /// API keys seen lately, and their uses not yet written.
     pub keys: Arc<keys::KeyRing>,
-    /// The group-commit writer of pushed events.
+    /// The group-commit writer of pushed events (and of the citizen API's).
     pub writer: writer::Writer,
+    /// The key of citizen tokens; none when the configured secret is missing
+    /// (the citizen API then answers 503 and the rest works on).
+    pub token_key: Option<Arc<[u8]>>,
 }
 
 impl FromRef<ApiState> for App {
@@ -64,7 +72,14 @@ pub fn start(app: App) -> Api {
     let keys = Arc::new(keys::KeyRing::default());
     let (writer, task) = writer::Writer::start(app.db.clone(), app.clock.clone(), keys.clone());
     let http = app.cfg.http.clone();
-    let state = ApiState { app, keys, writer };
+    let token_key = match token::token_key(&http) {
+        Ok(k) => Some(Arc::from(k)),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "citizen tokens cannot be verified: the citizen API answers 503");
+            None
+        }
+    };
+    let state = ApiState { app, keys, writer, token_key };
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
@@ -72,6 +87,20 @@ pub fn start(app: App) -> Api {
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/v1/events", post(events::post_event))
         .route("/api/v1/events:batch", post(events::post_batch).layer(DefaultBodyLimit::max(http.max_batch_bytes)))
+        .route("/api/v1/me/consents", get(citizen::get_consents).post(citizen::post_consent))
+        .route("/api/v1/me/preferences", get(citizen::get_preferences).put(citizen::put_preferences))
+        .route("/api/v1/me/notices", get(citizen::get_notices))
+        .route("/api/v1/me/drafts", get(citizen::get_drafts))
+        .route("/api/v1/me/drafts/{reference}", get(citizen::get_draft).patch(citizen::patch_draft))
+        .route("/api/v1/me/drafts/{reference}/submit", post(citizen::submit_draft))
+        .route("/api/v1/me/drafts/{reference}/decline", post(citizen::decline_draft))
+        .route("/api/v1/staff/life-situations", get(staff::life_situations))
+        .route("/api/v1/staff/cases/stats", get(staff::case_stats))
+        .route("/api/v1/staff/cases/{id}", get(staff::get_case))
+        .route("/api/v1/staff/cases/{id}/cancel", post(staff::cancel_case))
+        .route("/api/v1/staff/notices/stats", get(staff::notice_stats))
+        .route("/api/v1/staff/take-up", get(staff::take_up))
+        .route("/api/v1/staff/dead-letters", get(staff::dead_letters))
         .route("/callbacks/sms", post(callbacks::sms_report))
         .route("/unsubscribe/{token}", get(callbacks::unsubscribe_page).post(callbacks::unsubscribe))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such endpoint (see /api/openapi.json)") })

@@ -129,10 +129,10 @@ pub struct NoticeDetail {
     pub draft_ref: Option<String>,
 }
 
-const DETAIL_COLUMNS: &str = "id, case_id, life_situation, version, step, recipient, purpose, template, state, channel, \
+pub(crate) const DETAIL_COLUMNS: &str = "id, case_id, life_situation, version, step, recipient, purpose, template, state, channel, \
      last_error, available_at, created_at, sent_at, trace, erased_at, draft_ref";
 
-fn detail_from_row<R: Row>(r: &R) -> Result<NoticeDetail>
+pub(crate) fn detail_from_row<R: Row>(r: &R) -> Result<NoticeDetail>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,

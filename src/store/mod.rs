@@ -6,6 +6,7 @@
 mod api;
 mod audit;
 mod cases;
+mod citizen;
 mod delivery_extra;
 mod events;
 mod leases;
@@ -19,6 +20,7 @@ mod snapshot;
 pub use api::{ApiKeyRow, Stored};
 pub use audit::{ChainHead, Erasure, NoticeDetail};
 pub use cases::{DraftLink, NoticeView};
+pub use citizen::{DraftInfo, TakeUp, Tally};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};

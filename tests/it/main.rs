@@ -10,6 +10,7 @@ mod api;
 mod audit;
 mod callbacks;
 mod chains;
+mod citizen;
 mod cli;
 mod crash;
 mod dbloss;
