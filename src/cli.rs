@@ -167,8 +167,11 @@ pub enum KeysCommand {
 /// `proactive rules …`
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
-    /// Compiles every rule and validates every definition; errors name file, line and column.
+    /// Compiles every rule, validates every definition, renders every template with its sample data and checks
+    /// completeness, SMS length and jargon; errors name file, line and column; exit code 1 on any error.
     Check {
+        /// A folder holding `life-events/` and `rules/` (default: the configured paths).
+        path: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
