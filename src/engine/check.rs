@@ -138,9 +138,9 @@ impl Report {
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         if errors == 0 {
             out.push_str(&format!(
-                "ok: {} life situations ({} steps) in {}, rules in {}{}\n",
-                self.situations,
-                self.steps,
+                "ok: {} ({}) in {}, rules in {}{}\n",
+                plural(self.situations, "life situation"),
+                plural(self.steps, "step"),
                 life_events.display(),
                 rules.display(),
                 if warnings > 0 { format!("; {}", plural(warnings, "warning")) } else { String::new() }
@@ -505,10 +505,20 @@ fn toml_json(v: &toml::Value) -> serde_json::Value {
     }
 }
 
-/// The first 1-based line of `source` that contains `word` (any case).
+/// The first 1-based line of `source` that uses `word` as a word (any case,
+/// as jargon is matched) or as a variable whose attribute is read (`draft.url`).
 fn first_line_with(source: &str, word: &str) -> Option<usize> {
-    let word = word.to_lowercase();
-    source.lines().position(|l| l.to_lowercase().contains(&word)).map(|i| i + 1)
+    let word = fold(word);
+    let attribute = format!("{word}.");
+    source
+        .lines()
+        .position(|l| {
+            words_of(l).any(|(s, e)| {
+                let w = fold(&l[s..e]);
+                w == word || w.starts_with(&attribute)
+            })
+        })
+        .map(|i| i + 1)
 }
 
 /// One step of a path into a TOML document.
@@ -1084,6 +1094,14 @@ child_name = "Marta"
         t.sender = true;
         assert_eq!(t.unexplained("Pieprasiet pabalstu: www.vsaa.gov.lv VSAA", "lv"), None, "the signature");
         assert!(t.unexplained("VSAA maksā pabalstu. VSAA", "lv").is_some(), "a use before the signature");
+    }
+
+    #[test]
+    fn a_word_is_found_on_its_line_and_not_inside_another() {
+        let source = "nodokļu likvidācijas\nVID deklarācija\n{{ draft.url }}";
+        assert_eq!(first_line_with(source, "VID"), Some(2), "not the \"vid\" in likvidācijas");
+        assert_eq!(first_line_with(source, "draft"), Some(3));
+        assert_eq!(first_line_with(source, "EDS"), None);
     }
 
     #[test]

@@ -263,3 +263,72 @@ fn rules_check_exits_non_zero_on_an_error_and_zero_on_warnings_only() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds life-events/ and rules/"));
 }
+
+/// The code blocks of the guide marked `file=PATH`, written under `dir`; returns their paths in order.
+fn write_guide_files(guide: &str, dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut rest = guide;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let header_end = after.find('\n').expect("a fence ends its line");
+        let body = &after[header_end + 1..];
+        let len = body.find("\n```").expect("every block is closed") + 1;
+        if let Some(name) = after[..header_end].split_whitespace().find_map(|w| w.strip_prefix("file=")) {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &body[..len]).unwrap();
+            files.push(name.to_string());
+        }
+        rest = &body[len + 3..];
+    }
+    files
+}
+
+/// The rule author's guide's worked example, built from the guide's own
+/// blocks, checks and tests as the guide says it does, and breaking it as the
+/// guide suggests prints what the guide shows: the guide cannot rot silently.
+#[test]
+fn the_guides_worked_example_checks_and_tests_as_the_guide_says() {
+    let guide = std::fs::read_to_string(support::root().join("docs/rule-authors-guide.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_guide_files(&guide, dir.path());
+    assert_eq!(
+        files,
+        [
+            "life-events/child_vaccination.toml",
+            "rules/child_vaccination/reminder.rhai",
+            "life-events/data/jargon.toml",
+            "rules/child_vaccination/child_vaccination.test.yaml"
+        ]
+    );
+    let run = |args: &[&str]| proactive_in(dir.path()).args(args).output().unwrap();
+    let shown = |out: &std::process::Output| {
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(guide.contains(&said), "the guide should show what the command prints:\n{said}");
+        said
+    };
+
+    let out = run(&["rules", "check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(shown(&out), "ok: 1 life situation (1 step) in life-events, rules in rules\n");
+    let out = run(&["rules", "test"]);
+    assert!(out.status.success());
+    assert!(shown(&out).ends_with("2 passed, 0 failed\n"));
+
+    // "Delete the line `child_name = "Marta"` … and run `proactive rules check` again".
+    let definition = dir.path().join("life-events/child_vaccination.toml");
+    let text = std::fs::read_to_string(&definition).unwrap();
+    std::fs::write(&definition, text.replace("child_name = \"Marta\"\n", "")).unwrap();
+    let out = run(&["rules", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(shown(&out).starts_with("error: templates.vaccination_reminder.en.subject: uses `child_name`"));
+    std::fs::write(&definition, text).unwrap();
+
+    // "the test's first `on: 2027-10-20` changed to `2027-10-21`".
+    let cases = dir.path().join("rules/child_vaccination/child_vaccination.test.yaml");
+    let text = std::fs::read_to_string(&cases).unwrap();
+    std::fs::write(&cases, text.replacen("on: 2027-10-20", "on: 2027-10-21", 1)).unwrap();
+    let out = run(&["rules", "test"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(shown(&out).ends_with("1 passed, 1 failed\n"));
+}
