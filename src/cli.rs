@@ -76,9 +76,13 @@ pub enum Command {
         command: OutboxCommand,
     },
     /// Why a notice was or was not sent, in plain words: one notice, or every notice to or about a subject.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["id", "notice", "subject"])))]
     Explain {
+        /// Notice id (from `outbox list` or `cases show`); the same as --notice.
+        #[arg(value_name = "NOTICE_ID")]
+        id: Option<String>,
         /// Notice id (from `outbox list` or `cases show`).
-        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        #[arg(long, value_name = "ID")]
         notice: Option<String>,
         /// Personal code or registration number: every notice to or about them, and their consent changes.
         #[arg(long)]
@@ -190,8 +194,11 @@ pub enum KeysCommand {
 /// `proactive rules …`
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
-    /// Compiles every rule and validates every definition; errors name file, line and column.
+    /// Compiles every rule, validates every definition, renders every template with its sample data and checks
+    /// completeness, SMS length and jargon; errors name file, line and column; exit code 1 on any error.
     Check {
+        /// A folder holding `life-events/` and `rules/` (default: the configured paths).
+        path: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -591,7 +598,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Explain { notice, subject, format } => {
+        Command::Explain { id, notice, subject, format } => {
+            let notice = notice.or(id);
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
             // The definitions give names and legal bases; a notice is explained without them too.
             let rules = load_rules(&cfg).ok();

@@ -35,6 +35,16 @@ impl Default for Templates {
     }
 }
 
+/// The template environment delivery renders with, shared with `rules check`
+/// so a template passes the check exactly when it would render at send time:
+/// a missing variable is an error, and a part whose name ends in `/html` is escaped.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| if name.ends_with("/html") { AutoEscape::Html } else { AutoEscape::None });
+    env
+}
+
 fn key(ls: &str, version: i64, template: &str, lang: &str, part: &str) -> String {
     format!("{ls}@{version}/{template}/{lang}/{part}")
 }
@@ -42,10 +52,7 @@ fn key(ls: &str, version: i64, template: &str, lang: &str, part: &str) -> String
 impl Templates {
     /// An empty set; a missing variable is an error, HTML parts are escaped.
     pub fn new() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|name| if name.ends_with("/html") { AutoEscape::Html } else { AutoEscape::None });
-        Templates { env }
+        Templates { env: environment() }
     }
 
     /// Compiles a definition's templates; returns the errors, each naming file, template, language and part.

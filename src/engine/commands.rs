@@ -13,12 +13,12 @@ use crate::config::Config;
 use crate::mask::mask_code;
 use crate::store::Db;
 
-/// Runs `proactive rules check|test`; exit code 1 on any error or failed case.
+/// Runs `proactive rules check|test|simulate`; exit code 1 on any error or failed case.
 pub async fn rules(cfg: &Config, command: RulesCommand) -> Result<ExitCode> {
-    let loaded = super::RuleSet::load(&cfg.paths.life_events, &cfg.paths.rules);
+    let load = || super::RuleSet::load(&cfg.paths.life_events, &cfg.paths.rules);
     match command {
         RulesCommand::Simulate { events, from, to, out, report, baseline } => {
-            let rules = match loaded {
+            let rules = match load() {
                 Ok(r) => Arc::new(r),
                 Err(errors) => {
                     for e in &errors {
@@ -33,30 +33,34 @@ pub async fn rules(cfg: &Config, command: RulesCommand) -> Result<ExitCode> {
             crate::tools::simulate::print_summary(&outcome, &req);
             Ok(ExitCode::SUCCESS)
         }
-        RulesCommand::Check { format } => {
-            let errors = loaded.as_ref().err().cloned().unwrap_or_default();
-            if format == Format::Json {
-                let out = serde_json::json!({ "ok": errors.is_empty(), "errors": errors });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else if let Ok(r) = &loaded {
-                let scripts: usize = r.situations.iter().map(|d| d.steps.len()).sum();
-                println!(
-                    "ok: {} life situations ({} steps) in {}, rules in {}",
-                    r.situations.len(),
-                    scripts,
-                    cfg.paths.life_events.display(),
-                    cfg.paths.rules.display()
+        RulesCommand::Check { path, format } => {
+            let (life_events, rules_dir) = match &path {
+                Some(p) => (p.join("life-events"), p.join("rules")),
+                None => (cfg.paths.life_events.clone(), cfg.paths.rules.clone()),
+            };
+            if !life_events.is_dir() {
+                anyhow::bail!(
+                    "{} is not a folder; name a folder that holds life-events/ and rules/",
+                    life_events.display()
                 );
-            } else {
-                for e in &errors {
-                    eprintln!("error: {e}");
-                }
-                eprintln!("{} errors", errors.len());
             }
-            Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            let opts = super::check::Options {
+                max_segments: match &cfg.channels.sms {
+                    crate::config::ChannelConfig::Http(g) => g.max_segments.max(1) as usize,
+                    _ => crate::config::GatewayConfig::default().max_segments as usize,
+                },
+                draft_link: cfg.links.drafts.clone(),
+            };
+            let report = super::check::check(&life_events, &rules_dir, &opts);
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report.diagnostics)?);
+            } else {
+                print!("{}", report.text(&life_events, &rules_dir));
+            }
+            Ok(if report.count(super::check::Level::Error) == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         RulesCommand::Test { path, format } => {
-            let rules = match loaded {
+            let rules = match load() {
                 Ok(r) => Arc::new(r),
                 Err(errors) => {
                     for e in &errors {

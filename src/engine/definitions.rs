@@ -273,6 +273,11 @@ pub struct LifeSituation {
     /// Drafts: name → definition.
     #[serde(default)]
     pub drafts: BTreeMap<String, DraftDef>,
+    /// Sample data per template, as its rule would give it: template name →
+    /// variable → value. Only `rules check` reads it, to render every
+    /// template in every language before anyone receives one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, toml::Table>,
     /// The file it was read from.
     #[serde(skip)]
     pub file: PathBuf,

@@ -5,6 +5,7 @@
 
 pub mod calendar;
 pub mod cases;
+pub mod check;
 pub mod commands;
 pub mod definitions;
 pub mod profile;

@@ -547,6 +547,16 @@ fn the_cli_explains_verifies_exports_and_exits_non_zero_on_a_broken_chain() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && said.contains("Sent on 2026-11-23 09:00 by email to ******-***"), "{said}");
     assert!(!said.contains(MOTHER) && !said.contains(FATHER), "{said}");
+    let by_flag = run(&["explain", "--notice", &id]);
+    assert!(by_flag.status.success(), "{}", String::from_utf8_lossy(&by_flag.stderr));
+    assert_eq!(String::from_utf8_lossy(&by_flag.stdout), said, "--notice ID says what the positional form says");
+    assert_eq!(run(&["explain", "--notice", "no-such-notice"]).status.code(), Some(2));
+    let both = run(&["explain", "--notice", &id, "--subject", MOTHER]);
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"), "{both:?}");
+    let neither = run(&["explain"]);
+    assert!(!neither.status.success());
+    assert!(String::from_utf8_lossy(&neither.stderr).contains("required"), "{neither:?}");
     let out = run(&["explain", "--subject", MOTHER, "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["notices"].as_array().unwrap().len(), 2, "{doc}");

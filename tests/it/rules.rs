@@ -135,3 +135,200 @@ async fn pipelined_batches_see_what_the_batch_before_them_wrote() {
         t.cleanup().await;
     }
 }
+
+/// A complete definition for the `rules check` tests, in the three languages, with SMS.
+const GREETING: &str = r#"id = "greeting"
+version = 1
+status = "draft"
+valid_from = "2026-01-01"
+name = { lv = "Sveiciens", en = "Greeting", ru = "Приветствие" }
+description = "A greeting, for the tests."
+owner = "Testu iestāde"
+legal_basis = "Testu likums, 1. pants"
+services = ["TEST-1"]
+channels = ["eaddress", "sms"]
+
+[[purposes]]
+id = "greeting"
+mode = "opt-out"
+description = "Greeting parents."
+
+[trigger]
+events = ["birth.registered"]
+
+[[steps]]
+id = "greet"
+rule = "greeting.rhai"
+
+[templates.greet.lv]
+subject = "Sveiciens"
+text = "Sveicam ar bērnu {{ child_name }}."
+sms = "Sveicam ar bernu {{ child_name }}!"
+
+[templates.greet.en]
+subject = "Greetings"
+text = "Congratulations on {{ child_name }}."
+sms = "Congratulations on {{ child_name }}!"
+
+[templates.greet.ru]
+subject = "Поздравление"
+text = "Поздравляем с ребёнком {{ child_name }}."
+sms = "Поздравляем: {{ child_name }}!"
+
+[samples.greet]
+child_name = "Marta"
+"#;
+
+/// A folder with `life-events/greeting.toml` (as given) and its rule.
+fn greeting_folder(definition: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("life-events/data")).unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("life-events/greeting.toml"), definition).unwrap();
+    std::fs::write(dir.path().join("rules/greeting.rhai"), "parents(event.subject).map(|p| notice(p, \"greet\"))")
+        .unwrap();
+    dir
+}
+
+fn proactive_in(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_proactive"));
+    c.current_dir(dir).env_remove("PROACTIVE_CONFIG").env("PROACTIVE_LOG", "error");
+    c
+}
+
+#[test]
+fn the_shipped_library_passes_rules_check_and_says_so_as_json_too() {
+    let out = proactive_in(&support::root()).args(["rules", "check"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ok: 10 life situations"), "{said}");
+    assert!(!said.contains("\nerror: ") && !said.starts_with("error: "), "{said}");
+    let out = proactive_in(&support::root()).args(["rules", "check", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for d in &all {
+        let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["column", "file", "level", "line", "message"], "{d}");
+        assert_eq!(d["level"], "warning", "the shipped library has warnings at most: {d}");
+    }
+}
+
+#[test]
+fn rules_check_exits_non_zero_on_an_error_and_zero_on_warnings_only() {
+    let good = greeting_folder(GREETING);
+    let out = proactive_in(good.path()).args(["rules", "check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // No Russian text and an SMS over the cap: two errors, each with its place.
+    let no_ru = GREETING.split("[templates.greet.ru]").next().unwrap().to_string()
+        + "[samples.greet]\nchild_name = \"Marta\"\n";
+    let broken = greeting_folder(&no_ru.replace(
+        "sms = \"Congratulations on {{ child_name }}!\"",
+        &format!("sms = \"{}\"", "Congratulations on your child! ".repeat(16)),
+    ));
+    let out = proactive_in(good.path()).args(["rules", "check"]).arg(broken.path()).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let file = broken.path().join("life-events/greeting.toml").display().to_string();
+    assert!(
+        said.contains(&format!("error: templates.greet: the Russian (ru) text is missing\n --> {file}:24:12\n")),
+        "{said}"
+    );
+    assert!(said.contains("error: templates.greet.en.sms: the SMS takes 4 segments"), "{said}");
+    assert!(said.contains(&format!(" --> {file}:32:7\n")), "{said}");
+    assert!(said.ends_with("2 errors and 0 warnings: the rule set is not ready\n"), "{said}");
+
+    let out =
+        proactive_in(good.path()).args(["rules", "check", "--format", "json"]).arg(broken.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(
+        all[0],
+        serde_json::json!({ "level": "error", "file": file, "line": 24, "column": 12,
+            "message": "templates.greet: the Russian (ru) text is missing" })
+    );
+    assert_eq!((all[1]["line"].as_u64(), all[1]["column"].as_u64()), (Some(32), Some(7)));
+
+    // Jargon alone warns and still passes.
+    let jargon = greeting_folder(&GREETING.replace("Congratulations on {{ child_name }}.", "Bring your eID."));
+    std::fs::write(jargon.path().join("life-events/data/jargon.toml"), "[[term]]\nwords = [\"eID\"]\n").unwrap();
+    let out = proactive_in(jargon.path()).args(["rules", "check"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("warning: templates.greet.en.text: \"eID\" is not explained"), "{said}");
+    assert!(said.contains("; 1 warning\n"), "{said}");
+
+    let out = proactive_in(good.path()).args(["rules", "check", "no-such-folder"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds life-events/ and rules/"));
+}
+
+/// The code blocks of the guide marked `file=PATH`, written under `dir`; returns their paths in order.
+fn write_guide_files(guide: &str, dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut rest = guide;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let header_end = after.find('\n').expect("a fence ends its line");
+        let body = &after[header_end + 1..];
+        let len = body.find("\n```").expect("every block is closed") + 1;
+        if let Some(name) = after[..header_end].split_whitespace().find_map(|w| w.strip_prefix("file=")) {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &body[..len]).unwrap();
+            files.push(name.to_string());
+        }
+        rest = &body[len + 3..];
+    }
+    files
+}
+
+/// The rule author's guide's worked example, built from the guide's own
+/// blocks, checks and tests as the guide says it does, and breaking it as the
+/// guide suggests prints what the guide shows: the guide cannot rot silently.
+#[test]
+fn the_guides_worked_example_checks_and_tests_as_the_guide_says() {
+    let guide = std::fs::read_to_string(support::root().join("docs/rule-authors-guide.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_guide_files(&guide, dir.path());
+    assert_eq!(
+        files,
+        [
+            "life-events/child_vaccination.toml",
+            "rules/child_vaccination/reminder.rhai",
+            "life-events/data/jargon.toml",
+            "rules/child_vaccination/child_vaccination.test.yaml"
+        ]
+    );
+    let run = |args: &[&str]| proactive_in(dir.path()).args(args).output().unwrap();
+    let shown = |out: &std::process::Output| {
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(guide.contains(&said), "the guide should show what the command prints:\n{said}");
+        said
+    };
+
+    let out = run(&["rules", "check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(shown(&out), "ok: 1 life situation (1 step) in life-events, rules in rules\n");
+    let out = run(&["rules", "test"]);
+    assert!(out.status.success());
+    assert!(shown(&out).ends_with("2 passed, 0 failed\n"));
+
+    // "Delete the line `child_name = "Marta"` … and run `proactive rules check` again".
+    let definition = dir.path().join("life-events/child_vaccination.toml");
+    let text = std::fs::read_to_string(&definition).unwrap();
+    std::fs::write(&definition, text.replace("child_name = \"Marta\"\n", "")).unwrap();
+    let out = run(&["rules", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(shown(&out).starts_with("error: templates.vaccination_reminder.en.subject: uses `child_name`"));
+    std::fs::write(&definition, text).unwrap();
+
+    // "the test's first `on: 2027-10-20` changed to `2027-10-21`".
+    let cases = dir.path().join("rules/child_vaccination/child_vaccination.test.yaml");
+    let text = std::fs::read_to_string(&cases).unwrap();
+    std::fs::write(&cases, text.replacen("on: 2027-10-20", "on: 2027-10-21", 1)).unwrap();
+    let out = run(&["rules", "test"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(shown(&out).ends_with("1 passed, 1 failed\n"));
+}
