@@ -5,8 +5,8 @@
 //! the processes and the server (each burst a process sends and then waits
 //! on is one round trip).
 //!
-//! `cargo bench --bench scale [-- BIRTHS]` (default 3,000 births, 6,000
-//! events); reads `PROACTIVE_TEST_DATABASE_URL`, without it prints
+//! `cargo bench --bench scale [-- BIRTHS]` (default 5,000 births, 10,000
+//! events, imported once the processes are up); reads `PROACTIVE_TEST_DATABASE_URL`, without it prints
 //! `scale: skipped=no-database`. Last line:
 //! `scale: p1_events_per_s=A p2_events_per_s=B p4_events_per_s=C roundtrips_per_event=R`.
 
@@ -30,7 +30,7 @@ async fn main() -> Result<()> {
         println!("scale: skipped=no-database");
         return Ok(());
     };
-    let births = common::size_wanted("SCALE_BIRTHS", 3_000, "births")?;
+    let births = common::size_wanted("SCALE_BIRTHS", 5_000, "births")?;
     let events = 2 * births;
     let upstream = {
         let u = reqwest::Url::parse(&url)?;
@@ -92,13 +92,6 @@ async fn one_run(
     std::fs::create_dir_all(run_dir.join("no-connectors"))?;
     let config = write_config(&run_dir, &direct, "direct.toml")?;
     let proxied = write_config(&run_dir, via.as_str(), "proxied.toml")?;
-    let import = cli(&config).args(["events", "import"]).arg(history).output()?;
-    anyhow::ensure!(import.status.success(), "import failed: {}", String::from_utf8_lossy(&import.stderr));
-
-    if let Some(p) = proxy {
-        p.trips.store(0, Ordering::SeqCst);
-    }
-    let started = Instant::now();
     let mut children: Vec<Child> = (0..processes)
         .map(|_| {
             cli(&proxied)
@@ -110,6 +103,20 @@ async fn one_run(
                 .context("cannot start proactive serve")
         })
         .collect::<Result<_>>()?;
+    // Timed from when the processes are up (one holds the engine's lease, the
+    // others have had time to start): start-up is not what scales.
+    let up = Instant::now() + Duration::from_secs(30);
+    while db.leases().await?.iter().all(|l| l.0 != "engine") {
+        anyhow::ensure!(Instant::now() < up, "no process took the engine's lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(p) = proxy {
+        p.trips.store(0, Ordering::SeqCst);
+    }
+    let started = Instant::now();
+    let import = cli(&config).args(["events", "import"]).arg(history).output()?;
+    anyhow::ensure!(import.status.success(), "import failed: {}", String::from_utf8_lossy(&import.stderr));
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let sent: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
