@@ -1,5 +1,5 @@
 //! Exactly-once effect across crashes: `proactive serve` processes and
-//! delivers a few hundred births to an e-address fake and a real SMTP
+//! delivers 700 births (2,100 events, 2,800 notices, half of them from a timer a virtual day later) to an e-address fake and a real SMTP
 //! server, and is killed with SIGKILL at random moments several times; after
 //! the last restart every notice has arrived, the e-address fake has seen
 //! every message under one idempotency key, and email was resent at most
@@ -57,7 +57,7 @@ async fn three_processes_on_postgres_killed_at_random_lose_nothing_and_send_noth
 async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
     let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let kills: usize = std::env::var("CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let births: usize = 300;
+    let births: usize = 700;
     eprintln!("crash test: seed {seed}, {kills} kills of {processes} process(es), {births} births");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
@@ -66,17 +66,33 @@ async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
     let config = dir.path().join("proactive.toml");
     let q = |p: &std::path::Path| toml::Value::String(p.display().to_string()).to_string();
     std::fs::create_dir_all(dir.path().join("no-connectors")).unwrap();
+    // The fixed birth definition with a timer: the same notice again four
+    // days after the birth (three days ago), so about a virtual day after the
+    // start on a clock of two hours a second (12 s): kills land before, while
+    // and after the timers fire.
+    let life_events = dir.path().join("life-events");
+    support::copy_tree(&support::root().join("tests/fixtures/life-events"), &life_events);
+    let toml_path = life_events.join("birth.toml");
+    let definition = std::fs::read_to_string(&toml_path).unwrap().replace(
+        "[[steps]]\nid = \"childbirth_benefit\"\nrule = \"birth.rhai\"\n",
+        "[[steps]]\nid = \"childbirth_benefit\"\nrule = \"birth.rhai\"\n\n[[steps]]\nid = \"reminder\"\nrule = \"birth.rhai\"\nafter = \"4d\"\n",
+    );
+    assert!(definition.contains("id = \"reminder\""), "the fixture's first step is where the test expects it");
+    std::fs::write(&toml_path, definition).unwrap();
+    let clock_start = chrono::Utc::now().to_rfc3339();
+    // Each notice its own message (no digests), so the fakes count them one to one.
     std::fs::write(
         &config,
         format!(
             "[database]\nurl = {db}\n[paths]\nlife_events = {le}\nrules = {rules}\nconnectors = {conn}\n\
-             [delivery]\nquiet_hours = \"none\"\nlease_secs = 3\nbatch_size = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 200\npoll_interval_ms = 20\n\
+             [delivery]\nquiet_hours = \"none\"\ndigest = false\nlease_secs = 3\nbatch_size = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 200\npoll_interval_ms = 20\n\
              [engine]\nbatch_size = 50\npoll_interval_ms = 20\nlease_secs = 2\n\
+             [clock]\nstart = \"{clock_start}\"\nspeed = 7200.0\n\
              [channels.eaddress]\nkind = \"http\"\nbase_url = \"{ea}\"\ntoken_env = \"CRASH_TEST_TOKEN\"\ntimeout_secs = 2\n\
              [channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nmessage_id_domain = \"crash.test\"\npool_size = 1\n\
              [channels.sms]\nkind = \"disabled\"\n",
             db = toml::Value::String(db.to_string()),
-            le = q(&support::root().join("tests/fixtures/life-events")),
+            le = q(&life_events),
             rules = q(&support::root().join("tests/fixtures/rules")),
             conn = q(&dir.path().join("no-connectors")),
             ea = fake.url,
@@ -131,7 +147,7 @@ async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
     // the resend a kill may cause.
     let mut restarted_at = Vec::new();
     for k in 0..kills {
-        let wait = Duration::from_millis(rng.random_range(150..900));
+        let wait = Duration::from_millis(rng.random_range(500..3000));
         tokio::time::sleep(wait).await;
         let i = rng.random_range(0..processes);
         children[i].kill().unwrap(); // SIGKILL
@@ -152,7 +168,7 @@ async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
     let final_states = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let s = states(&config);
-        if s.len() == 2 * births && s.iter().all(|(_, state, _)| state == "sent") {
+        if s.len() == 4 * births && s.iter().all(|(_, state, _)| state == "sent") {
             break s;
         }
         if Instant::now() > deadline {
@@ -173,13 +189,17 @@ async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
         final_states.iter().filter(|s| s.2.as_deref() == Some("eaddress")).map(|s| s.0.clone()).collect();
     let mail_ids: HashSet<String> =
         final_states.iter().filter(|s| s.2.as_deref() == Some("email")).map(|s| s.0.clone()).collect();
-    assert_eq!((ea_ids.len(), mail_ids.len()), (births, births), "every mother by e-address, every father by email");
+    assert_eq!(
+        (ea_ids.len(), mail_ids.len()),
+        (2 * births, 2 * births),
+        "every mother by e-address, every father by email, at once and a day later"
+    );
 
     let requests = fake.requests();
     assert!(requests.iter().all(|r| r.key.is_some()), "every e-address request carries its idempotency key");
     let keys: HashSet<String> = requests.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!(keys, ea_ids, "the e-address fake saw exactly the e-address notices");
-    assert_eq!(fake.accepted(), births, "one message a notice, whatever was resent with its key");
+    assert_eq!(fake.accepted(), 2 * births, "one message a notice, whatever was resent with its key");
 
     let mails = smtp.messages();
     let message_ids: Vec<String> = mails
@@ -190,7 +210,7 @@ async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
         .collect();
     let distinct: HashSet<&str> =
         message_ids.iter().map(|m| m.strip_suffix("@crash.test").expect("Message-ID from the notice id")).collect();
-    assert_eq!(distinct.len(), births, "every father's email arrived");
+    assert_eq!(distinct.len(), 2 * births, "every father's email arrived");
     assert!(distinct.iter().all(|id| mail_ids.contains(*id)), "and nothing else did");
     // CONTRACTS.md §6: a crash between the server's 250 and the commit may
     // resend that mail once, and nothing else may resend it. So between any
@@ -215,7 +235,7 @@ async fn chaos(db: &str, processes: usize, dir: tempfile::TempDir) {
             resent_by_kill[kill] += 1;
         }
     }
-    let extra = mails.len() - births;
+    let extra = mails.len() - 2 * births;
     eprintln!("crash test: {extra} email resends for {kills} kills, by kill: {resent_by_kill:?}");
     assert!(
         resent_by_kill.iter().all(|n| *n <= 20),
