@@ -181,24 +181,14 @@ impl Delivery {
         let rules = self.rules.get();
         let first = &members[0];
         let Some(ls) = rules.get(&first.life_situation, first.version) else {
-            let mut out = Vec::new();
-            for n in members {
-                out.push(self.deliver(n, profile, drafts).await?);
-            }
-            return Ok(out);
+            return self.deliver_each(members, profile, drafts).await;
         };
         let usable = |c: ChannelName| self.channels.get(c).is_some();
         let (route, why) = route(&first.recipient, profile, ls, &first.purpose, false, &usable);
         let (channel, address) = match route {
             Route::Send { channel, address } => (channel, address),
             // Consent or reachability changed since the digest was fixed: each member decides alone.
-            Route::Suppress(_) => {
-                let mut out = Vec::new();
-                for n in members {
-                    out.push(self.deliver(n, profile, drafts).await?);
-                }
-                return Ok(out);
-            }
+            Route::Suppress(_) => return self.deliver_each(members, profile, drafts).await,
         };
         let now = self.clock.now_ms();
         if let Some((until, why)) = self.hold(channel, false, profile) {
@@ -261,6 +251,20 @@ impl Delivery {
             tr.why.clone_from(&why);
             tr.why.push(format!("sent in the digest {id} with {} others", members.len() - 1));
             out.push(self.settle(n, channel, false, outcome.clone(), &tr).await?.into());
+        }
+        Ok(out)
+    }
+
+    /// Each member on its own, when the digest cannot go as one.
+    async fn deliver_each(
+        &self,
+        members: &[ClaimedNotice],
+        profile: Option<&Profile>,
+        drafts: &HashMap<String, DraftRow>,
+    ) -> Result<Vec<Delivered>> {
+        let mut out = Vec::with_capacity(members.len());
+        for n in members {
+            out.push(self.deliver(n, profile, drafts).await?);
         }
         Ok(out)
     }

@@ -343,26 +343,30 @@ impl Db {
                 // Already handed to a gateway (`sending` was committed before the
                 // call): not recalled, but recorded as in flight, and not retried
                 // if that send does not go through.
-                let in_flight = format!("{column} = $2 AND state = 'sending' AND withdrawn IS NULL AND ($3 IS NULL OR purpose = $3)");
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
-                     SELECT id, COALESCE(channel, 'outbox'), $4, 'in_flight', NULL, $1 FROM notices WHERE {in_flight}"
-                )))
-                .bind(format!("withdrawn while handed to a gateway, not recalled: {reason}"))
-                .bind(key)
-                .bind(purpose)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+                // One statement when nothing is in flight, the common case; the
+                // attempt rows only for what it marked.
                 let flying = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET withdrawn = $1 WHERE {in_flight} RETURNING id, recipient, purpose"
+                    "UPDATE notices SET withdrawn = $1 WHERE {column} = $2 AND state = 'sending' \
+                     AND withdrawn IS NULL AND ($3 IS NULL OR purpose = $3) RETURNING id, recipient, purpose, channel"
                 )))
                 .bind(reason)
                 .bind(key)
                 .bind(purpose)
                 .fetch_all(&mut *tx)
                 .await?;
+                let why = format!("withdrawn while handed to a gateway, not recalled: {reason}");
                 for r in flying {
+                    let (id, channel): (String, Option<String>) = (r.try_get("id")?, r.try_get("channel")?);
+                    sqlx::query(
+                        "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
+                         VALUES ($1, $2, $3, 'in_flight', NULL, $4)",
+                    )
+                    .bind(&id)
+                    .bind(channel.as_deref().unwrap_or("outbox"))
+                    .bind(now_ms)
+                    .bind(&why)
+                    .execute(&mut *tx)
+                    .await?;
                     let detail = serde_json::json!({ "reason": crate::mask::mask_codes_in(reason) });
                     entries.push(withdrawn_entry(&r, "notice.withdrawn_in_flight", detail, now_ms)?);
                 }
