@@ -8,6 +8,7 @@ pub mod channels;
 pub mod eaddress;
 pub mod email;
 mod gateway;
+mod outcomes;
 pub mod pace;
 mod pacing;
 mod receipts;
@@ -33,7 +34,7 @@ use crate::engine::LiveRules;
 use crate::engine::definitions::{ChannelName, LifeSituation};
 use crate::engine::profile::Profile;
 use crate::mask::mask_code;
-use crate::store::{ClaimedNotice, Db, NoticeState};
+use crate::store::{Attempt, ClaimedNotice, Db, NoticeState};
 
 /// The delivery stage.
 #[derive(Clone)]
@@ -51,6 +52,7 @@ pub struct Delivery {
     /// When a wave was last looked for (real time): once a minute is enough.
     staggered: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     audit: crate::audit::Audit,
+    outcomes: Arc<outcomes::Outcomes>,
 }
 
 /// What became of one claimed notice.
@@ -129,6 +131,7 @@ impl Delivery {
             receipts_asked: Arc::default(),
             staggered: Arc::default(),
             audit: crate::audit::Audit::development(),
+            outcomes: Arc::default(),
         }
     }
 
@@ -139,8 +142,8 @@ impl Delivery {
     }
 
     /// Claims one batch of due notices and sends them, up to
-    /// `delivery.concurrency` at a time; each notice's outcome is recorded
-    /// on its own as soon as it is known.
+    /// `delivery.concurrency` at a time; each notice's outcome is committed
+    /// as soon as it is known, together with those known meanwhile.
     pub async fn run_round(&self) -> Result<RoundReport> {
         let now = self.clock.now_ms();
         let released = self.db.release_expired_leases(now).await?;
@@ -264,7 +267,7 @@ impl Delivery {
         let mut tr = DeliveryTrace::new(&self.audit, n, profile);
         let Some(ls) = rules.get(&n.life_situation, n.version) else {
             let err = format!("life situation {} version {} is no longer loaded", n.life_situation, n.version);
-            self.db.record_attempt(&n.id, None, NoticeState::Dead, None, Some(&err), None, now, &tr).await?;
+            self.record(Attempt::new(&n.id, None, NoticeState::Dead, now).error(&err), &tr).await?;
             return Ok(NoticeState::Dead.into());
         };
         let legal_effect = ls.steps.iter().any(|s| s.id == n.step && s.legal_effect);
@@ -289,9 +292,7 @@ impl Delivery {
                         format!("no channel reaches the recipient ({})", parts.join("; "))
                     };
                     let now = self.clock.now_ms();
-                    self.db
-                        .record_attempt(&n.id, None, NoticeState::Suppressed, None, Some(&reason), None, now, &tr)
-                        .await?;
+                    self.record(Attempt::new(&n.id, None, NoticeState::Suppressed, now).error(&reason), &tr).await?;
                     tracing::info!(notice = %n.id, recipient = %mask_code(&n.recipient), "notice suppressed");
                     return Ok(NoticeState::Suppressed.into());
                 }
@@ -311,18 +312,8 @@ impl Delivery {
                 None => match self.render(n, ls, profile, legal_effect, address, drafts)? {
                     Ok(m) => m,
                     Err(e) => {
-                        self.db
-                            .record_attempt(
-                                &n.id,
-                                Some(channel.as_str()),
-                                NoticeState::Dead,
-                                None,
-                                Some(&e),
-                                None,
-                                now,
-                                &tr,
-                            )
-                            .await?;
+                        let dead = Attempt::new(&n.id, Some(channel.as_str()), NoticeState::Dead, now).error(&e);
+                        self.record(dead, &tr).await?;
                         return Ok(NoticeState::Dead.into());
                     }
                 },
@@ -352,6 +343,12 @@ impl Delivery {
             };
             return Ok(state.into());
         }
+    }
+
+    /// Commits `attempt` with its audit record (from `tr`), in the next group commit.
+    async fn record(&self, attempt: Attempt, tr: &DeliveryTrace) -> Result<()> {
+        let entry = tr.entry(attempt.outcome(), attempt.channel.as_deref(), attempt.error.as_deref(), attempt.at);
+        self.outcomes.record(&self.db, &self.audit, attempt, entry).await
     }
 
     /// Until when and why a message on `channel` waits now: email and SMS
@@ -394,18 +391,18 @@ impl Delivery {
             SendOutcome::Sent(provider_id) if eaddress => {
                 let served = self.served_on(&n.id, now).map(|d| d.to_string());
                 let poll = self.next_receipt_poll(now);
-                self.db
-                    .record_sent_followed(&n.id, channel.as_str(), &provider_id, (served.as_deref(), poll), now, tr)
-                    .await?;
+                let sent =
+                    Attempt::new(&n.id, ch, NoticeState::Sent, now).provider(&provider_id).followed(served, poll);
+                self.record(sent, tr).await?;
                 NoticeState::Sent
             }
             SendOutcome::Sent(provider_id) => {
-                self.db.record_attempt(&n.id, ch, NoticeState::Sent, Some(&provider_id), None, None, now, tr).await?;
+                self.record(Attempt::new(&n.id, ch, NoticeState::Sent, now).provider(&provider_id), tr).await?;
                 NoticeState::Sent
             }
             SendOutcome::Permanent(err) => {
                 tracing::warn!(notice = %n.id, channel = channel.as_str(), "dead-lettered: permanent failure");
-                self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now, tr).await?;
+                self.record(Attempt::new(&n.id, ch, NoticeState::Dead, now).error(&err), tr).await?;
                 NoticeState::Dead
             }
             SendOutcome::Retry(err, after) => self.retry_or_give_up(n, channel, err, after, tr).await?,
@@ -427,14 +424,13 @@ impl Delivery {
             let real = after.unwrap_or_else(|| std::time::Duration::from_millis(self.backoff_ms(n.attempts) as u64));
             let wait = self.clock.span_of_real(real).num_milliseconds();
             tracing::info!(notice = %n.id, channel = channel.as_str(), wait_ms = wait, "send failed; will retry");
-            self.db
-                .record_attempt(&n.id, ch, NoticeState::Pending, None, Some(&err), Some(now + wait), now, tr)
+            self.record(Attempt::new(&n.id, ch, NoticeState::Pending, now).error(&err).retry_at(now + wait), tr)
                 .await?;
             return Ok(NoticeState::Pending);
         }
         tracing::warn!(notice = %n.id, channel = channel.as_str(), attempts = n.attempts, "dead-lettered: out of attempts");
         let err = format!("gave up after {} attempts; last error: {err}", n.attempts);
-        self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&err), None, now, tr).await?;
+        self.record(Attempt::new(&n.id, ch, NoticeState::Dead, now).error(&err), tr).await?;
         Ok(NoticeState::Dead)
     }
 

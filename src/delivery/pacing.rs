@@ -214,7 +214,7 @@ impl Delivery {
                 Err(e) => {
                     let tr = DeliveryTrace::new(&self.audit, n, profile);
                     let ch = Some(channel.as_str());
-                    self.db.record_attempt(&n.id, ch, NoticeState::Dead, None, Some(&e), None, now, &tr).await?;
+                    self.record(crate::store::Attempt::new(&n.id, ch, NoticeState::Dead, now).error(&e), &tr).await?;
                     out.push(NoticeState::Dead.into());
                 }
             }

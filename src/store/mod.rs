@@ -4,6 +4,7 @@
 //! say why beside them.
 
 mod api;
+mod attempts;
 mod audit;
 mod cases;
 mod citizen;
@@ -18,6 +19,7 @@ mod simulate;
 mod snapshot;
 
 pub use api::{ApiKeyRow, Stored};
+pub use attempts::Attempt;
 pub use audit::{ChainHead, Erasure, NoticeDetail};
 pub use cases::{DraftLink, NoticeView};
 pub use citizen::{DraftInfo, TakeUp, Tally};

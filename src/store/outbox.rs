@@ -7,7 +7,6 @@ use sqlx::{QueryBuilder, Row};
 use super::audit::append_audit;
 use super::cases::plan_json;
 use super::{Db, on_pool, statement_chunks};
-use crate::audit::trace::DeliveryTrace;
 use crate::audit::{Audit, Entry};
 use crate::engine::cases::Case;
 use crate::engine::profile::Profile;
@@ -322,17 +321,32 @@ impl Db {
                     Withdraw::Recipient(code, r) => ("recipient", code, None, r),
                     Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
                 };
+                // One statement for both, so a notice a worker moves between
+                // `sending` and `pending` meanwhile is caught in one state or the
+                // other (PostgreSQL re-reads a row a worker had locked):
+                // - still queued: cancelled;
+                // - already handed to a gateway (`sending` was committed before the
+                //   call): not recalled, but marked, recorded as in flight below,
+                //   and not retried if that send does not go through.
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET state = 'cancelled', last_error = $1 \
-                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3) \
-                     RETURNING id, recipient, purpose, life_situation, version"
+                    "UPDATE notices SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END, \
+                     last_error = CASE WHEN state = 'pending' THEN $1 ELSE last_error END, \
+                     withdrawn = CASE WHEN state = 'sending' THEN $1 ELSE withdrawn END \
+                     WHERE {column} = $2 AND (state = 'pending' OR (state = 'sending' AND withdrawn IS NULL)) \
+                     AND ($3 IS NULL OR purpose = $3) \
+                     RETURNING id, recipient, purpose, life_situation, version, channel, state"
                 )))
                 .bind(reason)
                 .bind(key)
                 .bind(purpose)
                 .fetch_all(&mut *tx)
                 .await?;
+                let mut flying = Vec::new();
                 for r in rows {
+                    if r.try_get::<String, _>("state")? == "sending" {
+                        flying.push(r);
+                        continue;
+                    }
                     let detail = serde_json::json!({
                         "life_situation": r.try_get::<String, _>("life_situation")?,
                         "version": r.try_get::<i64, _>("version")?,
@@ -340,20 +354,6 @@ impl Db {
                     });
                     entries.push(withdrawn_entry(&r, "notice.withdrawn", detail, now_ms)?);
                 }
-                // Already handed to a gateway (`sending` was committed before the
-                // call): not recalled, but recorded as in flight, and not retried
-                // if that send does not go through.
-                // One statement when nothing is in flight, the common case; the
-                // attempt rows only for what it marked.
-                let flying = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET withdrawn = $1 WHERE {column} = $2 AND state = 'sending' \
-                     AND withdrawn IS NULL AND ($3 IS NULL OR purpose = $3) RETURNING id, recipient, purpose, channel"
-                )))
-                .bind(reason)
-                .bind(key)
-                .bind(purpose)
-                .fetch_all(&mut *tx)
-                .await?;
                 let why = format!("withdrawn while handed to a gateway, not recalled: {reason}");
                 for r in flying {
                     let (id, channel): (String, Option<String>) = (r.try_get("id")?, r.try_get("channel")?);
@@ -455,121 +455,6 @@ impl Db {
             }
         };
         Ok(rows)
-    }
-
-    /// Records one delivery attempt and moves the notice to `state`
-    /// (`available_at` for a retry), with its audit record (the route's
-    /// reasons and the consents consulted, from `trace`), in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_attempt(
-        &self,
-        notice_id: &str,
-        channel: Option<&str>,
-        state: NoticeState,
-        provider_id: Option<&str>,
-        error: Option<&str>,
-        available_at: Option<i64>,
-        now_ms: i64,
-        trace: &DeliveryTrace,
-    ) -> Result<()> {
-        self.write_attempt(notice_id, channel, state, provider_id, error, available_at, None, now_ms, trace).await
-    }
-
-    /// Records a sent e-address document with its legal served day, and
-    /// when to first ask the gateway for its receipt.
-    pub async fn record_sent_followed(
-        &self,
-        notice_id: &str,
-        channel: &str,
-        provider_id: &str,
-        (served_on, first_poll_at): (Option<&str>, i64),
-        now_ms: i64,
-        trace: &DeliveryTrace,
-    ) -> Result<()> {
-        let follow = Some((served_on, first_poll_at));
-        let sent = NoticeState::Sent;
-        self.write_attempt(notice_id, Some(channel), sent, Some(provider_id), None, None, follow, now_ms, trace).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn write_attempt(
-        &self,
-        notice_id: &str,
-        channel: Option<&str>,
-        state: NoticeState,
-        provider_id: Option<&str>,
-        error: Option<&str>,
-        available_at: Option<i64>,
-        follow: Option<(Option<&str>, i64)>,
-        now_ms: i64,
-        trace: &DeliveryTrace,
-    ) -> Result<()> {
-        let (served_on, poll_at) = follow.map_or((None, None), |(s, p)| (s, Some(p)));
-        let outcome = match state {
-            NoticeState::Sent => "sent",
-            NoticeState::Pending => "retry",
-            NoticeState::Dead => "dead",
-            NoticeState::Suppressed => {
-                if channel.is_some() {
-                    "skipped"
-                } else {
-                    "suppressed"
-                }
-            }
-            _ => "other",
-        };
-        let entry = trace.entry(outcome, channel, error, now_ms);
-        let due = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // When it was due (or created, if later): the start of its delivery latency.
-            let due: Option<i64> = sqlx::query_scalar(
-                "UPDATE notices SET \
-                 state = CASE WHEN $2 = 'pending' AND withdrawn IS NOT NULL THEN 'cancelled' ELSE $2 END, \
-                 last_error = CASE WHEN $2 = 'pending' AND withdrawn IS NOT NULL THEN withdrawn ELSE $4 END, \
-                 channel = COALESCE($3, channel), lease_until = NULL, available_at = COALESCE($5, available_at), \
-                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END, \
-                 provider_id = COALESCE($7, provider_id), served_on = COALESCE($8, served_on), \
-                 receipt_status = CASE WHEN $9 IS NULL THEN receipt_status ELSE 'accepted' END, \
-                 receipt_poll_at = $9 WHERE id = $1 \
-                 RETURNING CASE WHEN created_at > due_at THEN created_at ELSE due_at END",
-            )
-            .bind(notice_id)
-            .bind(state.as_str())
-            .bind(channel)
-            .bind(error)
-            .bind(available_at)
-            .bind(now_ms)
-            .bind(provider_id)
-            .bind(served_on)
-            .bind(poll_at)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(channel) = channel {
-                sqlx::query(
-                    "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(notice_id)
-                .bind(channel)
-                .bind(now_ms)
-                .bind(outcome)
-                .bind(provider_id)
-                .bind(error)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let lane = append_audit!(tx, trace.audit(), vec![entry], now_ms);
-            tx.commit().await?;
-            if let Some(l) = lane {
-                trace.audit().give_back(l);
-            }
-            due
-        });
-        if let (NoticeState::Sent, Some(channel), Some(due)) = (state, channel, due) {
-            let seconds = (now_ms - due).max(0) as f64 / 1000.0;
-            crate::metrics::get().delivery_latency.with_label_values(&[channel]).observe(seconds);
-        }
-        Ok(())
     }
 
     /// Notices with their latest delivery, optionally of one state, oldest first.
