@@ -55,7 +55,17 @@ async fn run(n: usize) -> Result<()> {
     let gateway = start_gateway().await?;
     let smtp = start_smtp().await?;
     let mut rates = Vec::new();
+    // `DELIVERY_ONLY=eaddress` (or sms, smtp) runs one channel, for profiling; the last line then has only its figure.
+    let only = std::env::var("DELIVERY_ONLY").ok();
     for phase in [Phase::Eaddress, Phase::Sms, Phase::Smtp { pool: true }, Phase::Smtp { pool: false }] {
+        let name = match phase {
+            Phase::Eaddress => "eaddress",
+            Phase::Sms => "sms",
+            Phase::Smtp { .. } => "smtp",
+        };
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let dir = tempfile::tempdir()?;
         let app = app_for(phase, &dir, &gateway, smtp).await?;
         load(&app, phase, n).await?;
@@ -72,14 +82,21 @@ async fn run(n: usize) -> Result<()> {
         );
         let rate = n as f64 / secs;
         println!("{phase:?}: {n} notices in {secs:.2} s = {rate:.0} per s");
-        rates.push(rate);
+        rates.push((phase, rate));
         app.db.close().await;
     }
     println!("batch_size=200 concurrency={}", Config::default().delivery.concurrency);
-    println!(
-        "delivery: eaddress_per_s={:.0} sms_per_s={:.0} smtp_per_s={:.0} smtp_no_reuse_per_s={:.0}",
-        rates[0], rates[1], rates[2], rates[3]
-    );
+    let figure = |key: &str, p: Phase| rates.iter().find(|r| r.0 == p).map(|r| format!(" {key}={:.0}", r.1));
+    let line: String = [
+        figure("eaddress_per_s", Phase::Eaddress),
+        figure("sms_per_s", Phase::Sms),
+        figure("smtp_per_s", Phase::Smtp { pool: true }),
+        figure("smtp_no_reuse_per_s", Phase::Smtp { pool: false }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    println!("delivery:{line}");
     Ok(())
 }
 
