@@ -244,25 +244,34 @@ impl Lease {
                     let (child_tx, child_rx) = watch::channel(false);
                     let fut = work(child_rx);
                     tokio::pin!(fut);
-                    let mut renew = tokio::time::interval(self.ttl / 3);
-                    renew.tick().await;
-                    loop {
-                        tokio::select! {
-                            _ = &mut fut => break,
-                            _ = renew.tick() => {
-                                if !take().await.unwrap_or(false) {
-                                    tracing::warn!(lease = %self.name, "lease lost (not renewed in time); stopping this work");
-                                    let _ = child_tx.send(true);
-                                    (&mut fut).await;
-                                    break;
-                                }
-                            }
-                            _ = stop.changed() => {
-                                let _ = child_tx.send(true);
-                                (&mut fut).await;
-                                let _ = self.db.release_lease(&self.name, &self.holder).await;
+                    // Renewed beside the work, not instead of it: while a renewal
+                    // waits for the database the work must still be polled, for on
+                    // SQLite what the renewal waits for may be the work's own open
+                    // transaction (a branch of `select!` would leave it unpolled,
+                    // and both would wait out the busy timeout).
+                    let renewing = async {
+                        let mut renew = tokio::time::interval(self.ttl / 3);
+                        renew.tick().await;
+                        loop {
+                            renew.tick().await;
+                            if !take().await.unwrap_or(false) {
                                 return;
                             }
+                        }
+                    };
+                    tokio::pin!(renewing);
+                    tokio::select! {
+                        _ = &mut fut => {}
+                        _ = &mut renewing => {
+                            tracing::warn!(lease = %self.name, "lease lost (not renewed in time); stopping this work");
+                            let _ = child_tx.send(true);
+                            (&mut fut).await;
+                        }
+                        _ = stop.changed() => {
+                            let _ = child_tx.send(true);
+                            (&mut fut).await;
+                            let _ = self.db.release_lease(&self.name, &self.holder).await;
+                            return;
                         }
                     }
                 }
@@ -331,5 +340,57 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::Lease;
+    use crate::store::Db;
+
+    /// The renewal falls due while the work holds SQLite's write lock: the
+    /// work must go on and commit, so the renewal gets the lock and the work
+    /// is never told to stop. (A renewal that starved the work would wait out
+    /// the 30 s busy timeout, lose the lease and stop it.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_waiting_for_the_works_transaction_does_not_starve_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("l.db").display()), 4).await.unwrap();
+        let lease =
+            Lease { db: db.clone(), name: "engine".into(), holder: "me".into(), ttl: Duration::from_millis(300) };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (runs, told_to_stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let work = |child: watch::Receiver<bool>| {
+            let (db, runs, told, stop_tx) = (db.clone(), runs.clone(), told_to_stop.clone(), stop_tx.clone());
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) > 0 {
+                    return;
+                }
+                let Db::Sqlite(pool) = &db else { unreachable!() };
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("INSERT INTO leases (name, holder, until_at) VALUES ('other', 'x', 0)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                // Longer than a renewal's period, with the write lock held.
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                tx.commit().await.unwrap();
+                if *child.borrow() {
+                    told.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = stop_tx.send(true);
+            }
+        };
+        lease.run(stop_rx, work).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(told_to_stop.load(Ordering::SeqCst), 0, "the work was stopped: its lease was not renewed");
+        let holders = db.leases().await.unwrap();
+        assert!(holders.iter().any(|(name, holder, _)| name == "other" && holder == "x"), "the work committed");
     }
 }
