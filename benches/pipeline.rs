@@ -22,7 +22,8 @@
 //! 2. **Peak memory**: `VmHWM` of the process right after phase 1 (the
 //!    generator never holds more than one chunk, so it should not grow with N).
 //! 3. **Ceiling.** The rows phase 1 wrote (events with `processed_at` set,
-//!    profiles, cases, notices, drafts, event_outcomes) are read back and
+//!    profiles, cases, notices with their traces, drafts, event_outcomes, the
+//!    audit records) are read back and
 //!    inserted, with no logic, into another fresh database with sqlx
 //!    multi-row `INSERT`s (`QueryBuilder::push_values`, cut like the pipeline's own by `store::statement_chunks`
 //!    values a statement), one transaction per engine batch's worth of rows.
@@ -457,7 +458,8 @@ enum Ty {
     Text,
 }
 
-/// The tables the pipeline writes, with every column (migrations/sqlite/0001_pipeline.sql, 0003_chains.sql).
+/// The tables the pipeline writes, with every column it fills (migrations/sqlite/0001_pipeline.sql,
+/// 0003_chains.sql, 0006_audit.sql: a notice's trace and the audit record of its creation included).
 const TABLES: &[(&str, &[(&str, Ty)])] = &[
     (
         "events",
@@ -527,6 +529,8 @@ const TABLES: &[(&str, &[(&str, Ty)])] = &[
             ("last_error", Ty::Text),
             ("created_at", Ty::Int),
             ("sent_at", Ty::Int),
+            ("priority", Ty::Int),
+            ("trace", Ty::Text),
         ],
     ),
     (
@@ -552,6 +556,21 @@ const TABLES: &[(&str, &[(&str, Ty)])] = &[
             ("outcome", Ty::Text),
             ("detail", Ty::Text),
             ("at", Ty::Int),
+        ],
+    ),
+    (
+        "audit_log",
+        &[
+            ("chain", Ty::Text),
+            ("seq", Ty::Int),
+            ("at", Ty::Int),
+            ("kind", Ty::Text),
+            ("purpose", Ty::Text),
+            ("subject_ref", Ty::Text),
+            ("notice_id", Ty::Text),
+            ("record", Ty::Text),
+            ("prev_hash", Ty::Text),
+            ("hash", Ty::Text),
         ],
     ),
 ];
