@@ -72,6 +72,21 @@ pub struct Tally {
     pub count: i64,
 }
 
+/// Tallies of grouped rows: the columns `labels` as the labels, `n` as the count.
+pub(super) fn tallies<R: Row>(rows: &[R], labels: &[&str]) -> Result<Vec<Tally>>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            let labels = labels.iter().map(|l| r.try_get::<String, _>(*l)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Tally { labels, count: r.try_get("n")? })
+        })
+        .collect()
+}
+
 /// A span of time, `from_ms` included and `to_ms` not, that the staff figures count within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Period {
@@ -258,9 +273,7 @@ impl Db {
             )
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| Ok(Tally { labels: vec![r.try_get("life_situation")?, r.try_get("state")?], count: r.try_get("n")? }))
-                .collect::<Result<Vec<_>>>()?
+            tallies(&rows, &["life_situation", "state"])?
         }))
     }
 
@@ -276,14 +289,7 @@ impl Db {
             .bind(period.to_ms)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Tally {
-                        labels: vec![r.try_get("life_situation")?, r.try_get("channel")?, r.try_get("state")?],
-                        count: r.try_get("n")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            tallies(&rows, &["life_situation", "channel", "state"])?
         }))
     }
 

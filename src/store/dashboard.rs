@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 use sqlx::Row;
 
-use super::{Db, Period, on_pool};
+use super::citizen::tallies;
+use super::{Db, Period, Tally, on_pool};
 
 /// Cases of one life situation, and how many of them reached someone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,19 +20,6 @@ pub struct Served {
     pub cases: i64,
     /// Of those, cases with at least one notice sent: the state reached the person first.
     pub reached: i64,
-}
-
-/// Notices not sent, by life situation, outcome and reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SuppressionRow {
-    /// Life situation.
-    pub life_situation: String,
-    /// `suppressed` (decided not to send) or `cancelled` (withdrawn while queued).
-    pub outcome: String,
-    /// Why, as recorded (personal codes in it are the caller's to mask).
-    pub reason: String,
-    /// How many.
-    pub count: i64,
 }
 
 /// People told of one life situation, and how many applied soon after.
@@ -82,8 +70,9 @@ impl Db {
     }
 
     /// Notices made within `period` that were not sent (suppressed or
-    /// withdrawn), by life situation, outcome and recorded reason.
-    pub async fn suppressions(&self, period: Period) -> Result<Vec<SuppressionRow>> {
+    /// withdrawn), by life situation, outcome and recorded reason (personal
+    /// codes in a reason are the caller's to mask).
+    pub async fn suppressions(&self, period: Period) -> Result<Vec<Tally>> {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT life_situation, state, COALESCE(last_error, '') AS reason, COUNT(*) AS n FROM notices \
@@ -94,16 +83,7 @@ impl Db {
             .bind(period.to_ms)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(SuppressionRow {
-                        life_situation: r.try_get("life_situation")?,
-                        outcome: r.try_get("state")?,
-                        reason: r.try_get("reason")?,
-                        count: r.try_get("n")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            tallies(&rows, &["life_situation", "state", "reason"])?
         }))
     }
 

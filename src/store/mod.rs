@@ -22,7 +22,7 @@ pub use api::{ApiKeyRow, Stored};
 pub use audit::{ChainHead, Erasure, NoticeDetail};
 pub use cases::{DraftLink, NoticeView};
 pub use citizen::{DraftInfo, Period, TakeUp, Tally};
-pub use dashboard::{Applied, Served, SuppressionRow};
+pub use dashboard::{Applied, Served};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -370,17 +371,7 @@ pub(super) async fn signin(State(st): State<ApiState>, headers: HeaderMap, body:
 
 /// `POST /signout`.
 pub(super) async fn signout(headers: HeaderMap, body: Bytes) -> Response {
-    let form = Form::parse(&body);
-    if !session::same_site_post(&headers, form.get("csrf")) {
-        return View::new(&headers, None, None).error(StatusCode::FORBIDDEN, "csrf_failed");
-    }
-    see_other(
-        "/signin?done=out",
-        vec![
-            session::set_cookie(&headers, CITIZEN, "", "/", Some(0)),
-            session::set_cookie(&headers, ACTING, "", "/", Some(0)),
-        ],
-    )
+    super::sign_out(&headers, &body, "/signin?done=out", &[(CITIZEN, "/"), (ACTING, "/")])
 }
 
 /// What every citizen POST checks first: same-site form, signed in, and for whom.
@@ -415,6 +406,22 @@ pub(super) async fn act_for(State(st): State<ApiState>, headers: HeaderMap, body
         }
         Err(r) => r,
     }
+}
+
+/// Calls a citizen API handler that takes a JSON body, as the signed-in person acting for `target`.
+async fn call<F, Fut>(
+    handler: F,
+    st: &ApiState,
+    who: &Signed,
+    target: Option<String>,
+    body: &Value,
+) -> Result<Value, Failed>
+where
+    F: FnOnce(State<ApiState>, HeaderMap, Query<api::ForQuery>, Result<Bytes, BytesRejection>) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let for_q = Query(api::ForQuery { for_: target });
+    answer(handler(State(st.clone()), bearer(&who.token, true), for_q, Ok(Bytes::from(body.to_string()))).await).await
 }
 
 /// Waits (a few seconds at most) until the engine has applied the events `seqs`.
@@ -465,14 +472,7 @@ pub(super) async fn consent(State(st): State<ApiState>, headers: HeaderMap, body
     };
     let channel = form.get("channel").filter(|c| !c.is_empty());
     let request = json!({ "purpose": purpose, "channel": channel, "action": form.get("action").unwrap_or("") });
-    let r = api::post_consent(
-        State(st.clone()),
-        bearer(&who.token, true),
-        Query(api::ForQuery { for_: target }),
-        Ok(Bytes::from(request.to_string())),
-    )
-    .await;
-    let recorded = match answer(r).await {
+    let recorded = match call(api::post_consent, &st, &who, target, &request).await {
         Ok(v) => v,
         Err(f) => return failed(view, &f),
     };
@@ -500,14 +500,7 @@ pub(super) async fn preferences(State(st): State<ApiState>, headers: HeaderMap, 
         "quiet_hours": text("quiet_hours"), "language": text("language"),
         "email": text("email"), "phone": text("phone"),
     });
-    let r = api::put_preferences(
-        State(st.clone()),
-        bearer(&who.token, true),
-        Query(api::ForQuery { for_: target }),
-        Ok(Bytes::from(request.to_string())),
-    )
-    .await;
-    match answer(r).await {
+    match call(api::put_preferences, &st, &who, target, &request).await {
         Ok(recorded) if settle(&st, &seqs_of(&recorded)).await => see_other("/?done=prefs#preferences", Vec::new()),
         Ok(_) => see_other("/?done=later#preferences", Vec::new()),
         Err(f) if f.status == StatusCode::BAD_REQUEST => {

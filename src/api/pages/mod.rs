@@ -161,6 +161,15 @@ pub(super) fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     r
 }
 
+/// A sign-out form's answer: the form checked, the session `cookies` (name, path) cleared, then to `to`.
+pub(super) fn sign_out(headers: &HeaderMap, body: &[u8], to: &str, cookies: &[(&str, &str)]) -> Response {
+    let form = Form::parse(body);
+    if !session::same_site_post(headers, form.get("csrf")) {
+        return View::new(headers, None, None).error(StatusCode::FORBIDDEN, "csrf_failed");
+    }
+    see_other(to, cookies.iter().map(|(name, path)| session::set_cookie(headers, name, "", path, Some(0))).collect())
+}
+
 /// Whether an answer is one of these pages (the API's guard leaves their errors as they are).
 pub(super) fn is_page(r: &Response) -> bool {
     r.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"))

@@ -237,75 +237,27 @@ async fn tables(st: &ApiState, key: &str, chosen: &Chosen, view: &View) -> anyho
     let services: HashMap<String, Vec<String>> =
         st.app.rules.situations.iter().map(|d| (d.id.clone(), d.services.clone())).collect();
     let applied = db.applied_within(period, chosen.days * 24 * 3600 * 1000, &services).await?;
-    let heading = view.t("applied_heading").replace("{days}", &chosen.days.to_string());
-    let chart_rows: Vec<Bar> = applied
-        .iter()
-        .map(|a| Bar {
-            label: name_of(&a.life_situation),
-            parts: vec![(view.t("col_share"), share(a.applied, a.notified))],
-        })
-        .collect();
-    out.push(Table {
-        id: "applications",
-        chart: (!applied.is_empty()).then(|| bars(&heading, &chart_rows, true)),
-        heading,
-        intro: None,
-        columns: columns(&[
-            ("life_situation", "col_life_situation"),
-            ("notified", "col_notified"),
-            ("applied", "col_applied"),
-            ("share", "col_share"),
-        ]),
-        rows: applied
-            .iter()
-            .map(|a| {
-                vec![
-                    a.life_situation.clone(),
-                    a.notified.to_string(),
-                    a.applied.to_string(),
-                    ratio(share(a.applied, a.notified)),
-                ]
-            })
-            .collect(),
-    });
-
+    out.push(shares(
+        view,
+        ("applications", view.t("applied_heading").replace("{days}", &chosen.days.to_string()), None),
+        [("notified", "col_notified"), ("applied", "col_applied")],
+        applied.into_iter().map(|a| (a.life_situation, a.notified, a.applied)).collect(),
+        &name_of,
+    ));
     let served = db.served(period).await?;
-    let heading = view.t("served_heading");
-    let chart_rows: Vec<Bar> = served
-        .iter()
-        .map(|s| Bar {
-            label: name_of(&s.life_situation),
-            parts: vec![(view.t("col_share"), share(s.reached, s.cases))],
-        })
-        .collect();
-    out.push(Table {
-        id: "served",
-        chart: (!served.is_empty()).then(|| bars(&heading, &chart_rows, true)),
-        heading,
-        intro: Some("served_intro"),
-        columns: columns(&[
-            ("life_situation", "col_life_situation"),
-            ("cases", "col_cases"),
-            ("reached", "col_reached"),
-            ("share", "col_share"),
-        ]),
-        rows: served
-            .iter()
-            .map(|s| {
-                vec![
-                    s.life_situation.clone(),
-                    s.cases.to_string(),
-                    s.reached.to_string(),
-                    ratio(share(s.reached, s.cases)),
-                ]
-            })
-            .collect(),
-    });
+    out.push(shares(
+        view,
+        ("served", view.t("served_heading"), Some("served_intro")),
+        [("cases", "col_cases"), ("reached", "col_reached")],
+        served.into_iter().map(|s| (s.life_situation, s.cases, s.reached)).collect(),
+        &name_of,
+    ));
 
     // Reasons may name a person; masked, the same reason for two people is one row.
     let mut reasons: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for s in db.suppressions(period).await? {
-        *reasons.entry((s.life_situation, s.outcome, mask_codes_in(&s.reason))).or_default() += s.count;
+        let [ls, outcome, reason] = <[String; 3]>::try_from(s.labels).map_err(|_| anyhow::anyhow!("three labels"))?;
+        *reasons.entry((ls, outcome, mask_codes_in(&reason))).or_default() += s.count;
     }
     let mut by_reason: BTreeMap<String, f64> = BTreeMap::new();
     for ((_, _, reason), n) in &reasons {
@@ -357,6 +309,29 @@ async fn tables(st: &ApiState, key: &str, chosen: &Chosen, view: &View) -> anyho
         chart: None,
     });
     Ok(out)
+}
+
+/// A table of a part of a whole per life situation (people told and those
+/// who applied; cases and those reached), its share, and a chart of the share.
+fn shares(
+    view: &View,
+    (id, heading, intro): (&'static str, String, Option<&'static str>),
+    [whole, part]: [(&'static str, &'static str); 2],
+    rows: Vec<(String, i64, i64)>,
+    name_of: &dyn Fn(&str) -> String,
+) -> Table {
+    let bars_of: Vec<Bar> = rows
+        .iter()
+        .map(|(ls, w, p)| Bar { label: name_of(ls), parts: vec![(view.t("col_share"), share(*p, *w))] })
+        .collect();
+    Table {
+        id,
+        chart: (!rows.is_empty()).then(|| bars(&heading, &bars_of, true)),
+        heading,
+        intro,
+        columns: columns(&[("life_situation", "col_life_situation"), whole, part, ("share", "col_share")]),
+        rows: rows.into_iter().map(|(ls, w, p)| vec![ls, w.to_string(), p.to_string(), ratio(share(p, w))]).collect(),
+    }
 }
 
 /// Adds up the parts of one bar that share a name (one outcome on several channels).
@@ -489,11 +464,7 @@ pub(super) async fn signin(State(st): State<ApiState>, headers: HeaderMap, body:
 
 /// `POST /staff/signout`.
 pub(super) async fn signout(headers: HeaderMap, body: Bytes) -> Response {
-    let form = Form::parse(&body);
-    if !session::same_site_post(&headers, form.get("csrf")) {
-        return View::new(&headers, None, None).error(StatusCode::FORBIDDEN, "csrf_failed");
-    }
-    see_other("/staff", vec![session::set_cookie(&headers, STAFF, "", "/staff", Some(0))])
+    super::sign_out(&headers, &body, "/staff", &[(STAFF, "/staff")])
 }
 
 #[cfg(test)]
