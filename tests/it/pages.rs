@@ -570,3 +570,262 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     println!("browser scenarios: {browser_secs:.1} s (all of it {:.1} s)", started.elapsed().as_secs_f64());
     t.cleanup().await;
 }
+
+/// A client of the pages without a browser: it keeps the cookies it is given.
+struct Plain {
+    http: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Plain {
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let first = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, val) = first.split_once('=').unwrap();
+            if val.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.into(), val.into());
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String, String) {
+        let r =
+            self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let kind = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, kind, r.text().await.unwrap())
+    }
+
+    /// POSTs a form (the CSRF token added unless `csrf` is false); status, `Location`, body.
+    async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: bool,
+        origin: Option<&str>,
+    ) -> (u16, String, String) {
+        let mut form: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if csrf {
+            form.push(("csrf".into(), self.cookies.get("p_csrf").cloned().unwrap_or_default()));
+        }
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).unwrap());
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, location, r.text().await.unwrap())
+    }
+}
+
+/// The forms' checks and the dashboard's figures over HTTP, on SQLite and
+/// PostgreSQL (the browser test runs on SQLite only).
+#[tokio::test]
+async fn the_pages_check_every_form_and_count_what_the_store_holds_on_both_stores() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for t in support::stores().await {
+        let out = tempfile::tempdir().unwrap();
+        let mut cfg = support::config(&t.url, out.path());
+        cfg.delivery.quiet_hours = "none".into();
+        let app = App::open(cfg, support::demo_clock()).await.unwrap();
+        let ward = "329900-00004";
+        let mandator = "329900-00006";
+        support::load(
+            &app,
+            &[
+                contact("c1", MOTHER, "anna@example.lv", "ru"),
+                support::birth("b1", CHILD, Some(MOTHER), Some(FATHER), "2026-11-18"),
+                portal("g1", "guardianship.established", ward, json!({ "guardian": MOTHER.replace('-', "") })),
+                portal(
+                    "m1",
+                    "mandate.granted",
+                    mandator,
+                    json!({ "representative": MOTHER, "purposes": ["birth"], "copy": false }),
+                ),
+                portal(
+                    "k1",
+                    "consent.refused",
+                    FATHER,
+                    json!({ "purpose": "birth", "channel": null, "text_version": null }),
+                ),
+            ],
+        )
+        .await;
+        app.delivery().run_until_idle().await.unwrap();
+        // Her twin's notices are made after that round: they wait in the queue.
+        support::load(&app, &[support::birth("b2", OTHER_CHILD, Some(MOTHER), Some(FATHER), "2026-11-18")]).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = proactive::api::router(app.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        // The engine applies what the forms record, as `serve` would.
+        let engine_app = app.clone();
+        let engine = tokio::spawn(async move {
+            loop {
+                let _ = engine_app.engine().run_until_idle().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let mut p = Plain { http, base, cookies: BTreeMap::new() };
+
+        let (status, ..) = p.get("/").await;
+        assert_eq!(status, 303, "{}: to the sign-in page", t.name);
+        let (status, ..) = p.get("/signin").await;
+        assert_eq!(status, 200);
+        assert!(p.cookies.contains_key("p_csrf"), "the sign-in page sets the CSRF cookie");
+        let tok = citizen_token(MOTHER);
+        let (status, ..) = p.post("/signin", &[("token", &tok)], false, None).await;
+        assert_eq!(status, 403, "{}: no CSRF token, no sign-in", t.name);
+        let (status, location, _) = p.post("/signin", &[("token", &tok)], true, Some("http://evil.example")).await;
+        assert_eq!((status, location.as_str()), (403, ""), "a foreign origin");
+        let (status, location, _) = p.post("/signin", &[("token", &tok)], true, None).await;
+        assert_eq!((status, location.as_str()), (303, "/"), "{}", t.name);
+        let (status, kind, page) = p.get("/").await;
+        assert_eq!((status, kind.as_str()), (200, "text/html; charset=utf-8"));
+        assert!(page.starts_with("<!doctype html>\n<html lang=\"ru\">"), "her profile's language");
+        // The people she represents, found through the events that name her, in either spelling.
+        for (name, relation) in [
+            ("Anna Kalniņa", "ваш несовершеннолетний ребёнок"),
+            ("******-***04", "ваш подопечный"),
+            ("******-***06", "выдал(а) вам доверенность"),
+        ] {
+            assert!(
+                page.contains(&format!("{name}</strong> (")) && page.contains(relation),
+                "{}: {name} {relation}",
+                t.name
+            );
+        }
+        for code in [ward, mandator, CHILD, OTHER_CHILD] {
+            assert!(!page.contains(code) && !page.contains(&code.replace('-', "")), "{code} masked on the page");
+        }
+
+        let queued = db_pending(&app, MOTHER).await;
+        assert!(queued > 0, "{}", t.name);
+        let (status, _, body) = p
+            .post("/consents", &[("for", ""), ("purpose", "birth"), ("channel", ""), ("action", "refuse")], false, None)
+            .await;
+        assert_eq!(status, 403, "{}: a form without the token: {body}", t.name);
+        assert!(body.contains("<html lang="), "a page's error is a page, not a problem");
+        assert_eq!(app.db.event_count_of("api").await.unwrap(), 0);
+        let (status, location, _) = p
+            .post("/consents", &[("for", ""), ("purpose", "birth"), ("channel", ""), ("action", "refuse")], true, None)
+            .await;
+        assert_eq!((status, location), (303, format!("/?done=consent&n={queued}#consents")), "{}", t.name);
+        assert_eq!(db_pending(&app, MOTHER).await, 0);
+        let (status, ..) = p
+            .post(
+                "/consents",
+                &[
+                    ("for", "0123456789abcdef0123456789abcdef"),
+                    ("purpose", "birth"),
+                    ("channel", ""),
+                    ("action", "grant"),
+                ],
+                true,
+                None,
+            )
+            .await;
+        assert_eq!(status, 403, "a handle naming nobody she represents");
+        let (status, location, _) = p
+            .post(
+                "/preferences",
+                &[
+                    ("for", ""),
+                    ("channel1", "sms"),
+                    ("channel2", "sms"),
+                    ("language", "en"),
+                    ("email", "anna@example.lv"),
+                ],
+                true,
+                None,
+            )
+            .await;
+        assert_eq!((status, location.as_str()), (303, "/?err=prefs&field=channels[1]#preferences"), "{}", t.name);
+        let (status, location, _) = p
+            .post(
+                "/preferences",
+                &[
+                    ("for", ""),
+                    ("channel1", "email"),
+                    ("quiet_hours", "22:00-07:00"),
+                    ("language", "en"),
+                    ("email", "anna@example.lv"),
+                ],
+                true,
+                None,
+            )
+            .await;
+        assert_eq!((status, location.as_str()), (303, "/?done=prefs#preferences"), "{}", t.name);
+        let me = app.db.load_profiles(&[MOTHER.to_string()]).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (me.channel_order, me.quiet_hours.as_deref(), me.language.as_deref()),
+            (vec!["email".to_string()], Some("22:00-07:00"), Some("en"))
+        );
+
+        // The dashboard's figures, against the store read another way.
+        let key = keys::create(&app.db, Role::Staff, "Policy unit", &[], &[], app.clock.now_ms()).await.unwrap().0;
+        let (status, ..) = p.get("/staff/export/notices.csv").await;
+        assert_eq!(status, 401, "no staff session, no CSV");
+        let (status, location, _) = p.post("/staff/signin", &[("key", &key)], true, None).await;
+        assert_eq!((status, location.as_str()), (303, "/staff"));
+        let (status, kind, csv) = p.get("/staff/export/suppressions.csv?from=2026-11-01&to=2026-11-30").await;
+        assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"), "{}", t.name);
+        let rows: Vec<Vec<String>> = csv::Reader::from_reader(csv.as_bytes())
+            .records()
+            .map(|r| r.unwrap().iter().map(String::from).collect())
+            .collect();
+        let notices = app.db.list_notices(None, 100_000).await.unwrap();
+        for outcome in ["suppressed", "cancelled"] {
+            let want = notices.iter().filter(|n| n.state == outcome).count();
+            let got: usize = rows.iter().filter(|r| r[1] == outcome).map(|r| r[3].parse::<usize>().unwrap()).sum();
+            assert_eq!(got, want, "{}: {outcome}: {rows:?}", t.name);
+        }
+        assert!(rows.iter().any(|r| r[1] == "cancelled" && r[2].contains("refused")), "the mother's refusal: {rows:?}");
+        let (_, _, csv) = p.get("/staff/export/served.csv?from=2026-11-01&to=2026-11-30").await;
+        let cases = app.db.all_cases().await.unwrap();
+        let sent_cases: std::collections::HashSet<String> = app
+            .db
+            .notices_of(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.state == "sent")
+            .map(|n| n.case_id)
+            .collect();
+        let birth = csv.lines().find(|l| l.starts_with("birth,")).unwrap().to_string();
+        let n = cases.iter().filter(|c| c.life_situation == "birth").count();
+        let reached = cases.iter().filter(|c| c.life_situation == "birth" && sent_cases.contains(&c.id)).count();
+        assert_eq!(birth, format!("birth,{n},{reached},{:.4}", reached as f64 / n as f64), "{}", t.name);
+        let (_, _, csv) = p.get("/staff/export/served.csv?from=2026-12-01&to=2026-12-31").await;
+        assert_eq!(csv.trim(), "life_situation,cases,reached,share", "nothing begun in December");
+        let (_, _, page) = p.get("/staff?from=2026-11-01&to=2026-11-30&lang=lv").await;
+        assert!(
+            page.contains("<html lang=\"lv\">")
+                && page.contains("Dzīves situāciju pārskats")
+                && page.contains("<svg class=\"chart\"")
+        );
+        engine.abort();
+        t.cleanup().await;
+    }
+}
+
+async fn db_pending(app: &App, code: &str) -> usize {
+    let rows = app.db.notices_to(code, &app.audit.pseudonym(code)).await.unwrap();
+    rows.iter().filter(|n| n.purpose == "birth" && n.state == "pending").count()
+}
