@@ -37,35 +37,25 @@ impl Db {
     /// Cases opened within `period`, per life situation, and those reached by a sent notice.
     pub async fn served(&self, period: Period) -> Result<Vec<Served>> {
         let mut out: BTreeMap<String, Served> = BTreeMap::new();
-        on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT life_situation, COUNT(*) AS n FROM cases WHERE created_at >= $1 AND created_at < $2 \
-                 GROUP BY life_situation",
-            )
-            .bind(period.from_ms)
-            .bind(period.to_ms)
-            .fetch_all(pool)
-            .await?;
-            for r in rows {
-                let ls: String = r.try_get("life_situation")?;
-                out.insert(ls.clone(), Served { life_situation: ls, cases: r.try_get("n")?, reached: 0 });
+        // The cases, then those reached: from the sent notices to their cases (a
+        // primary-key lookup each), not the other way, as notices have no index
+        // by case outside the queue.
+        let queries = [
+            "SELECT life_situation, COUNT(*) AS n FROM cases WHERE created_at >= $1 AND created_at < $2 \
+             GROUP BY life_situation",
+            "SELECT c.life_situation, COUNT(DISTINCT c.id) AS n FROM notices n JOIN cases c ON c.id = n.case_id \
+             WHERE n.state = 'sent' AND c.created_at >= $1 AND c.created_at < $2 GROUP BY c.life_situation",
+        ];
+        for (i, sql) in queries.into_iter().enumerate() {
+            let rows = on_pool!(self, pool => {
+                tallies(&sqlx::query(sql).bind(period.from_ms).bind(period.to_ms).fetch_all(pool).await?, &["life_situation"])?
+            });
+            for t in rows {
+                let ls = t.labels.into_iter().next().unwrap_or_default();
+                let row = out.entry(ls.clone()).or_insert_with(|| Served { life_situation: ls, ..Served::default() });
+                if i == 0 { row.cases = t.count } else { row.reached = t.count }
             }
-            // From the sent notices to their cases (a primary-key lookup each), not the other way:
-            // notices have no index by case outside the queue.
-            let rows = sqlx::query(
-                "SELECT c.life_situation, COUNT(DISTINCT c.id) AS n FROM notices n JOIN cases c ON c.id = n.case_id \
-                 WHERE n.state = 'sent' AND c.created_at >= $1 AND c.created_at < $2 GROUP BY c.life_situation",
-            )
-            .bind(period.from_ms)
-            .bind(period.to_ms)
-            .fetch_all(pool)
-            .await?;
-            for r in rows {
-                let ls: String = r.try_get("life_situation")?;
-                out.entry(ls.clone()).or_insert_with(|| Served { life_situation: ls, ..Served::default() }).reached =
-                    r.try_get("n")?;
-            }
-        });
+        }
         Ok(out.into_values().collect())
     }
 
