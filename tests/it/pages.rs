@@ -166,8 +166,32 @@ impl Browser {
         out
     }
 
+    /// Clicks what leads to another page, and waits until that page has loaded.
     async fn click(&self, css: &str) {
+        self.mark_page().await;
         self.c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        self.new_page(css).await;
+    }
+
+    /// Marks the page shown, so that [`Browser::new_page`] can tell when another replaced it.
+    async fn mark_page(&self) {
+        self.c.execute("document.documentElement.dataset.seen = '1';", vec![]).await.unwrap();
+    }
+
+    /// Waits until a page without the mark has loaded (a click returns before the navigation ends).
+    async fn new_page(&self, after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let done = self
+                .c
+                .execute("return document.readyState === 'complete' && !document.documentElement.dataset.seen;", vec![])
+                .await;
+            if matches!(done, Ok(Value::Bool(true))) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no new page after {after}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.no_code_in_url().await;
     }
 
@@ -425,10 +449,8 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
 
     // --- acting for her child; another citizen cannot see or use any of it ------
     b.open("/").await;
-    let person = b.c.find(Locator::Css("#people .person")).await.unwrap();
-    assert!(person.text().await.unwrap().contains("your minor child"));
-    person.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
-    b.no_code_in_url().await;
+    assert!(b.text("#people .person").await.contains("your minor child"));
+    b.click("#people .person button").await;
     assert!(b.text("h1").await.contains("Anna Kalniņa"), "now showing the child's data");
     let handle =
         b.c.find(Locator::Css("#consents form input[name='for']")).await.unwrap().prop("value").await.unwrap().unwrap();
@@ -449,6 +471,7 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
         "the dead letter"
     );
     // The acting-for field of a form, set to the mother's handle for her child: refused.
+    b.mark_page().await;
     b.c.execute(
         "const f = document.querySelector('#consents form'); f.querySelector('input[name=for]').value = arguments[0];
          f.querySelector('button[value=refuse]').click();",
@@ -456,6 +479,7 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     )
     .await
     .unwrap();
+    b.new_page("the tampered form").await;
     b.c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("p.error")).await.unwrap();
     assert!(b.text("p.error").await.contains("You may see and act only for yourself"));
     b.accessible("error page").await;
