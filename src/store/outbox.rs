@@ -322,17 +322,34 @@ impl Db {
                     Withdraw::Recipient(code, r) => ("recipient", code, None, r),
                     Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
                 };
+                // One statement for the queued and the in-flight alike: with two, a
+                // notice handed back from `sending` to `pending` (a retry) between
+                // them was missed by both on PostgreSQL, and sent on to be routed
+                // after the refusal. In one, each row is decided on its latest
+                // version. Queued: cancelled. Already handed to a gateway
+                // (`sending` was committed before the call): not recalled, but
+                // recorded as in flight, and not retried if that send does not go
+                // through; the attempt rows only for what it marked.
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET state = 'cancelled', last_error = $1 \
-                     WHERE {column} = $2 AND state = 'pending' AND ($3 IS NULL OR purpose = $3) \
-                     RETURNING id, recipient, purpose, life_situation, version"
+                    "UPDATE notices SET \
+                     state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END, \
+                     last_error = CASE WHEN state = 'pending' THEN $1 ELSE last_error END, \
+                     withdrawn = CASE WHEN state = 'sending' THEN $1 ELSE withdrawn END \
+                     WHERE {column} = $2 AND (state = 'pending' OR (state = 'sending' AND withdrawn IS NULL)) \
+                     AND ($3 IS NULL OR purpose = $3) \
+                     RETURNING id, recipient, purpose, life_situation, version, channel, state"
                 )))
                 .bind(reason)
                 .bind(key)
                 .bind(purpose)
                 .fetch_all(&mut *tx)
                 .await?;
+                let mut flying = Vec::new();
                 for r in rows {
+                    if r.try_get::<String, _>("state")? == "sending" {
+                        flying.push(r);
+                        continue;
+                    }
                     let detail = serde_json::json!({
                         "life_situation": r.try_get::<String, _>("life_situation")?,
                         "version": r.try_get::<i64, _>("version")?,
@@ -340,20 +357,6 @@ impl Db {
                     });
                     entries.push(withdrawn_entry(&r, "notice.withdrawn", detail, now_ms)?);
                 }
-                // Already handed to a gateway (`sending` was committed before the
-                // call): not recalled, but recorded as in flight, and not retried
-                // if that send does not go through.
-                // One statement when nothing is in flight, the common case; the
-                // attempt rows only for what it marked.
-                let flying = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET withdrawn = $1 WHERE {column} = $2 AND state = 'sending' \
-                     AND withdrawn IS NULL AND ($3 IS NULL OR purpose = $3) RETURNING id, recipient, purpose, channel"
-                )))
-                .bind(reason)
-                .bind(key)
-                .bind(purpose)
-                .fetch_all(&mut *tx)
-                .await?;
                 let why = format!("withdrawn while handed to a gateway, not recalled: {reason}");
                 for r in flying {
                     let (id, channel): (String, Option<String>) = (r.try_get("id")?, r.try_get("channel")?);
