@@ -250,9 +250,8 @@ impl Db {
     /// People who may have made `code` their guardian or representative:
     /// the subjects of guardianship and mandate events naming it. A lead
     /// only — whether the relation still holds is the profile's to say.
-    /// No index serves it, so it reads the events table; a partial index on
-    /// these two types would (tried as migration 0011 and withdrawn: with any
-    /// new migration the withdrawal test failed on PostgreSQL; see that commit).
+    /// Served by a partial index on the two types (migration 0011), so a
+    /// page view does not read the event log.
     pub async fn represented_leads(&self, code: &str) -> Result<Vec<String>> {
         let plain = code.replace('-', "");
         Ok(on_pool!(self, pool => {
