@@ -306,6 +306,7 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     if !tools() {
         return;
     }
+    let _alone = support::HEAVY.lock().await;
     let started = Instant::now();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let t = support::sqlite().await;
