@@ -282,7 +282,7 @@ pub(super) async fn home(State(st): State<ApiState>, headers: HeaderMap, Query(q
         StatusCode::OK,
         "citizen.html",
         json!({
-            "me": full_name(&me), "acting": acting_name,
+            "me": full_name(&me), "acting": acting_name, "signout": "/signout",
             "for_handle": acting.map(|p| p.handle.clone()).unwrap_or_default(),
             "sent": sent, "not_sent": not_sent, "purposes": purposes, "drafts": drafts, "prefs": prefs,
             "people": people, "representatives": representatives, "flash": flash, "error_field": error_field,
@@ -573,7 +573,7 @@ pub(super) async fn draft_page(
         StatusCode::OK,
         "draft.html",
         json!({
-            "reference": d["reference"], "service_id": d["service_id"], "title": title,
+            "signout": "/signout", "reference": d["reference"], "service_id": d["service_id"], "title": title,
             "status": format!("draft_{status}"), "expires_at": d["expires_at"], "fields": fields, "open": open,
             "receipt": receipt, "declined": declined, "flash": flash, "error_field": error_field,
         }),

@@ -387,7 +387,7 @@ pub(super) async fn dashboard(
         StatusCode::OK,
         "staff.html",
         json!({
-            "tables": tables, "query": query, "from": chosen.from.to_string(), "to": chosen.to.to_string(),
+            "signout": "/staff/signout", "tables": tables, "query": query, "from": chosen.from.to_string(), "to": chosen.to.to_string(),
             "days": chosen.days, "fallback": chosen.fallback,
         }),
     )
