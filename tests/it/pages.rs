@@ -582,6 +582,7 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     b.shot("staff-desktop", 1280, 1400).await;
     b.c.execute("document.getElementById('notices').scrollIntoView();", vec![]).await.unwrap();
     b.shot("staff-charts", 1280, 1400).await;
+    b.c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
     b.shot("staff-phone", 390, 844).await;
 
     // A period with nothing in it says so.
