@@ -50,7 +50,7 @@ pub struct ForQuery {
     /// templates only.
     #[serde(rename = "for")]
     #[param(rename = "for", example = "150394-11002")]
-    for_: Option<String>,
+    pub(super) for_: Option<String>,
 }
 
 /// Who is acting, for whom, and for which purposes.
@@ -117,7 +117,7 @@ async fn caller(st: &ApiState, headers: &HeaderMap) -> Result<String, Response> 
 
 /// How `caller` may act for `target` (both canonical), or 403 — the same
 /// answer whether or not the target is known, so nothing leaks.
-async fn relation(st: &ApiState, caller: &str, target: &str) -> Result<Acting, Response> {
+pub(super) async fn relation(st: &ApiState, caller: &str, target: &str) -> Result<Acting, Response> {
     let acting = |relation, purposes| Acting { caller: caller.into(), target: target.into(), relation, purposes };
     if caller == target {
         return Ok(acting("the person", None));
@@ -598,6 +598,9 @@ pub struct NoticeEntry {
     made_at: String,
     /// When it was sent.
     sent_at: Option<String>,
+    /// How far it got once sent, as the channel reported: `accepted`, `delivered` or `read`; null before.
+    #[schema(example = "read")]
+    receipt: Option<String>,
     /// The draft offered with it.
     draft_ref: Option<String>,
     /// What became of it, in one sentence.
@@ -648,6 +651,7 @@ pub async fn get_notices(State(st): State<ApiState>, headers: HeaderMap, Query(q
             channel: n.channel.clone(),
             made_at: rfc3339(n.created_at),
             sent_at: n.sent_at.map(rfc3339),
+            receipt: n.receipt_status.clone(),
             draft_ref: n.draft_ref.clone(),
             headline: e.headline,
             explanation: e.lines,
@@ -827,7 +831,7 @@ fn draft_entry(st: &ApiState, kind: &str, acting: &Acting, d: &DraftInfo, detail
 pub struct DraftPath {
     /// The draft's reference (as in its notice).
     #[param(example = "PR-261118-1A2B-3C4D")]
-    reference: String,
+    pub(super) reference: String,
 }
 
 /// Reads one draft with its fields.

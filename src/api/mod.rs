@@ -5,9 +5,11 @@
 //! the operators' probes (`/healthz`, `/readyz`) and metrics (`/metrics`),
 //! the SMS gateway's delivery reports (`POST /callbacks/sms`, CONTRACTS.md
 //! §5), the one-click unsubscribe link of every email (`/unsubscribe/{token}`,
-//! RFC 8058) and the OpenAPI description (`/api/openapi.json`).
+//! RFC 8058), the OpenAPI description (`/api/openapi.json`), and the pages for
+//! citizens (`/`) and staff (`/staff`) ([`pages`]).
 //!
-//! Every error is `application/problem+json`, axum's own rejections included;
+//! Every error of the API is `application/problem+json`, axum's own rejections
+//! included (a page's errors are pages);
 //! every request has a size limit and a time limit; the request log names
 //! the route template (never a concrete path, a query or a body), so no
 //! personal data reaches it from a URL.
@@ -17,6 +19,7 @@ mod citizen;
 mod doc;
 mod events;
 pub mod keys;
+mod pages;
 mod staff;
 pub mod token;
 mod writer;
@@ -103,6 +106,7 @@ pub fn start(app: App) -> Api {
         .route("/api/v1/staff/dead-letters", get(staff::dead_letters))
         .route("/callbacks/sms", post(callbacks::sms_report))
         .route("/unsubscribe/{token}", get(callbacks::unsubscribe_page).post(callbacks::unsubscribe))
+        .merge(pages::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such endpoint (see /api/openapi.json)") })
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(Duration::from_secs(http.request_timeout_secs.max(1)), guard))
@@ -137,7 +141,7 @@ async fn guard(State(limit): State<Duration>, req: Request, next: Next) -> Respo
         }
     };
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !is_problem(&response) {
+    if (status.is_client_error() || status.is_server_error()) && !is_problem(&response) && !pages::is_page(&response) {
         response = as_problem(response).await;
     }
     crate::metrics::get().http_requests.with_label_values(&[route.as_str(), status.as_str()]).inc();

@@ -19,12 +19,13 @@ use super::citizen::{rfc3339, unavailable};
 use super::keys::{Caller, Role};
 use super::{ApiState, Problem, problem, problem_field};
 use crate::mask::{mask_code, mask_codes_in};
+use crate::store::Period;
 
 /// Most dead letters one answer lists (oldest first).
 const DEAD_LETTERS: i64 = 1000;
 
 /// A staff key, or 401 (no or a bad key) / 403 (an agency key).
-async fn staff(st: &ApiState, headers: &HeaderMap) -> Result<Caller, Response> {
+pub(super) async fn staff(st: &ApiState, headers: &HeaderMap) -> Result<Caller, Response> {
     let caller = super::events::authenticate(st, headers).await?;
     if caller.key.role != Role::Staff.as_str() {
         return Err(problem(StatusCode::FORBIDDEN, "this key may not read the staff API (it is not a staff key)"));
@@ -52,6 +53,8 @@ pub struct LifeSituationView {
     valid_to: Option<String>,
     /// Owner institution.
     owner: String,
+    /// The law it rests on.
+    legal_basis: String,
     /// Purposes it declares.
     purposes: Vec<String>,
     /// Steps of its chain, in order.
@@ -93,6 +96,7 @@ pub async fn life_situations(State(st): State<ApiState>, headers: HeaderMap) -> 
             valid_from: d.valid_from.to_string(),
             valid_to: d.valid_to.map(|t| t.to_string()),
             owner: d.owner.clone(),
+            legal_basis: d.legal_basis.clone(),
             purposes: d.purposes.iter().map(|p| p.id.clone()).collect(),
             steps: d.steps.iter().map(|s| s.id.clone()).collect(),
             services: d.services.clone(),
@@ -185,7 +189,7 @@ pub async fn notice_stats(State(st): State<ApiState>, headers: HeaderMap) -> Res
     if let Err(r) = staff(&st, &headers).await {
         return r;
     }
-    match st.app.db.notice_stats().await {
+    match st.app.db.notice_stats(Period::ALL).await {
         Ok(rows) => {
             let notices = rows
                 .into_iter()
@@ -247,7 +251,7 @@ pub async fn take_up(State(st): State<ApiState>, headers: HeaderMap) -> Response
     if let Err(r) = staff(&st, &headers).await {
         return r;
     }
-    match st.app.db.take_up(st.app.clock.now_ms()).await {
+    match st.app.db.take_up(st.app.clock.now_ms(), Period::ALL).await {
         Ok(rows) => {
             let take_up = rows
                 .into_iter()

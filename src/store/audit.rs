@@ -127,10 +127,12 @@ pub struct NoticeDetail {
     pub erased_at: Option<i64>,
     /// Draft offered with it.
     pub draft_ref: Option<String>,
+    /// How far a sent message got, as the channel reported: `accepted`, `delivered`, `read` (e-address), …
+    pub receipt_status: Option<String>,
 }
 
 pub(crate) const DETAIL_COLUMNS: &str = "id, case_id, life_situation, version, step, recipient, purpose, template, state, channel, \
-     last_error, available_at, created_at, sent_at, trace, erased_at, draft_ref";
+     last_error, available_at, created_at, sent_at, trace, erased_at, draft_ref, receipt_status";
 
 pub(crate) fn detail_from_row<R: Row>(r: &R) -> Result<NoticeDetail>
 where
@@ -159,6 +161,7 @@ where
         trace: trace.as_deref().map(serde_json::from_str).transpose()?,
         erased_at: r.try_get("erased_at")?,
         draft_ref: r.try_get("draft_ref")?,
+        receipt_status: r.try_get("receipt_status")?,
     })
 }
 

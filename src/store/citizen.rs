@@ -72,6 +72,35 @@ pub struct Tally {
     pub count: i64,
 }
 
+/// Tallies of grouped rows: the columns `labels` as the labels, `n` as the count.
+pub(super) fn tallies<R: Row>(rows: &[R], labels: &[&str]) -> Result<Vec<Tally>>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            let labels = labels.iter().map(|l| r.try_get::<String, _>(*l)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Tally { labels, count: r.try_get("n")? })
+        })
+        .collect()
+}
+
+/// A span of time, `from_ms` included and `to_ms` not, that the staff figures count within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    /// Start, milliseconds since the epoch.
+    pub from_ms: i64,
+    /// End (excluded).
+    pub to_ms: i64,
+}
+
+impl Period {
+    /// All time.
+    pub const ALL: Period = Period { from_ms: i64::MIN, to_ms: i64::MAX };
+}
+
 /// Drafts of one life situation and service, by status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TakeUp {
@@ -207,6 +236,36 @@ impl Db {
         }))
     }
 
+    /// Whether the engine has applied the event `seq` (false for an unknown one).
+    pub async fn event_processed(&self, seq: i64) -> Result<bool> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events WHERE seq = $1 AND processed_at IS NOT NULL")
+                .bind(seq)
+                .fetch_one(pool)
+                .await?
+                == 1
+        }))
+    }
+
+    /// People who may have made `code` their guardian or representative:
+    /// the subjects of guardianship and mandate events naming it. A lead
+    /// only — whether the relation still holds is the profile's to say.
+    /// Served by a partial index on the two types (migration 0011), so a
+    /// page view does not read the event log.
+    pub async fn represented_leads(&self, code: &str) -> Result<Vec<String>> {
+        let plain = code.replace('-', "");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT DISTINCT subject FROM events WHERE type IN ('guardianship.established', 'mandate.granted') \
+                 AND (data LIKE $1 OR data LIKE $2) ORDER BY subject",
+            )
+            .bind(format!("%\"{code}\"%"))
+            .bind(format!("%\"{plain}\"%"))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Cases by life situation and state.
     pub async fn case_stats(&self) -> Result<Vec<Tally>> {
         Ok(on_pool!(self, pool => {
@@ -216,35 +275,30 @@ impl Db {
             )
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| Ok(Tally { labels: vec![r.try_get("life_situation")?, r.try_get("state")?], count: r.try_get("n")? }))
-                .collect::<Result<Vec<_>>>()?
+            tallies(&rows, &["life_situation", "state"])?
         }))
     }
 
-    /// Notices by life situation, channel (empty before one was chosen) and state.
-    pub async fn notice_stats(&self) -> Result<Vec<Tally>> {
+    /// Notices made within `period`, by life situation, channel (empty before one was chosen) and state.
+    pub async fn notice_stats(&self, period: Period) -> Result<Vec<Tally>> {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT life_situation, COALESCE(channel, '') AS channel, state, COUNT(*) AS n FROM notices \
+                 WHERE created_at >= $1 AND created_at < $2 \
                  GROUP BY life_situation, COALESCE(channel, ''), state ORDER BY life_situation, channel, state",
             )
+            .bind(period.from_ms)
+            .bind(period.to_ms)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Tally {
-                        labels: vec![r.try_get("life_situation")?, r.try_get("channel")?, r.try_get("state")?],
-                        count: r.try_get("n")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
+            tallies(&rows, &["life_situation", "channel", "state"])?
         }))
     }
 
-    /// Drafts by life situation and service, by status; an offer that lapsed
-    /// while still offered or opened counts as expired at `now_ms`.
-    pub async fn take_up(&self, now_ms: i64) -> Result<Vec<TakeUp>> {
+    /// Drafts offered within `period` by life situation and service, by
+    /// status; an offer that lapsed while still offered or opened counts as
+    /// expired at `now_ms`.
+    pub async fn take_up(&self, now_ms: i64, period: Period) -> Result<Vec<TakeUp>> {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT c.life_situation, d.service_id, COUNT(*) AS offered, \
@@ -252,10 +306,12 @@ impl Db {
                  SUM(CASE WHEN d.status = 'submitted' THEN 1 ELSE 0 END) AS submitted, \
                  SUM(CASE WHEN d.status = 'declined' THEN 1 ELSE 0 END) AS declined, \
                  SUM(CASE WHEN d.status IN ('offered', 'opened') AND d.expires_at <= $1 THEN 1 ELSE 0 END) AS expired \
-                 FROM drafts d JOIN cases c ON c.id = d.case_id \
+                 FROM drafts d JOIN cases c ON c.id = d.case_id WHERE d.created_at >= $2 AND d.created_at < $3 \
                  GROUP BY c.life_situation, d.service_id ORDER BY c.life_situation, d.service_id",
             )
             .bind(now_ms)
+            .bind(period.from_ms)
+            .bind(period.to_ms)
             .fetch_all(pool)
             .await?;
             rows.iter()

@@ -459,16 +459,29 @@ impl Db {
 
     /// Notices with their latest delivery, optionally of one state, oldest first.
     pub async fn list_notices(&self, state: Option<&str>, limit: i64) -> Result<Vec<DeliveryRow>> {
+        self.list_notices_within(state, super::Period::ALL, limit).await
+    }
+
+    /// As [`Db::list_notices`], of the notices made within `period`.
+    pub async fn list_notices_within(
+        &self,
+        state: Option<&str>,
+        period: super::Period,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>> {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT n.id, n.life_situation, n.template, n.recipient, n.state, n.channel, n.last_error, n.attempts, n.draft_ref, \
                  n.served_on, n.receipt_status, n.digest_id, \
                  (SELECT d.provider_id FROM deliveries d WHERE d.notice_id = n.id AND d.outcome = 'sent' \
                   ORDER BY d.id DESC LIMIT 1) AS provider_id \
-                 FROM notices n WHERE ($1 IS NULL OR n.state = $1) ORDER BY n.created_at, n.id LIMIT $2",
+                 FROM notices n WHERE ($1 IS NULL OR n.state = $1) AND n.created_at >= $3 AND n.created_at < $4 \
+                 ORDER BY n.created_at, n.id LIMIT $2",
             )
             .bind(state)
             .bind(limit)
+            .bind(period.from_ms)
+            .bind(period.to_ms)
             .fetch_all(pool)
             .await?;
             rows.into_iter()

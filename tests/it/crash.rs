@@ -38,6 +38,7 @@ fn states(config: &std::path::Path) -> Vec<(String, String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
+    let _alone = support::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
     chaos(&db, 1, dir).await;

@@ -20,6 +20,7 @@ mod feed;
 mod ingest;
 mod leases;
 mod pacing;
+mod pages;
 mod restart;
 mod routing;
 mod rules;

@@ -42,6 +42,11 @@ impl TestDb {
     }
 }
 
+/// Held by the tests that run several processes at once (`serve`
+/// processes killed at random, a browser with a server), so that on two
+/// cores they do not starve each other past their time limits.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 static SKIP_NOTICE: Once = Once::new();
 
 /// A fresh SQLite store in its own folder.
