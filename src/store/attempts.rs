@@ -115,14 +115,14 @@ impl Db {
                 // Cast, so PostgreSQL knows the types of a `VALUES` list's
                 // columns (SQLite reads the same casts as affinities).
                 qb.push_values(chunk, |mut b, a| {
-                    b.push("CAST(").push_bind_unseparated(a.notice_id.clone()).push_unseparated(" AS TEXT)");
+                    b.push("CAST(").push_bind_unseparated(a.notice_id.as_str()).push_unseparated(" AS TEXT)");
                     b.push("CAST(").push_bind_unseparated(a.state.as_str()).push_unseparated(" AS TEXT)");
-                    b.push("CAST(").push_bind_unseparated(a.channel.clone()).push_unseparated(" AS TEXT)");
-                    b.push("CAST(").push_bind_unseparated(a.error.clone()).push_unseparated(" AS TEXT)");
+                    b.push("CAST(").push_bind_unseparated(a.channel.as_deref()).push_unseparated(" AS TEXT)");
+                    b.push("CAST(").push_bind_unseparated(a.error.as_deref()).push_unseparated(" AS TEXT)");
                     b.push("CAST(").push_bind_unseparated(a.retry_at).push_unseparated(" AS BIGINT)");
                     b.push("CAST(").push_bind_unseparated(a.at).push_unseparated(" AS BIGINT)");
-                    b.push("CAST(").push_bind_unseparated(a.provider_id.clone()).push_unseparated(" AS TEXT)");
-                    b.push("CAST(").push_bind_unseparated(a.served_on.clone()).push_unseparated(" AS TEXT)");
+                    b.push("CAST(").push_bind_unseparated(a.provider_id.as_deref()).push_unseparated(" AS TEXT)");
+                    b.push("CAST(").push_bind_unseparated(a.served_on.as_deref()).push_unseparated(" AS TEXT)");
                     b.push("CAST(").push_bind_unseparated(a.receipt_poll_at).push_unseparated(" AS BIGINT)");
                 });
                 // `push_values` opens with VALUES, which a CTE's body may be.
@@ -145,12 +145,12 @@ impl Db {
                 let mut qb =
                     QueryBuilder::new("INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) ");
                 qb.push_values(chunk, |mut b, a| {
-                    b.push_bind(a.notice_id.clone())
-                        .push_bind(a.channel.clone())
+                    b.push_bind(a.notice_id.as_str())
+                        .push_bind(a.channel.as_deref())
                         .push_bind(a.at)
                         .push_bind(a.outcome())
-                        .push_bind(a.provider_id.clone())
-                        .push_bind(a.error.clone());
+                        .push_bind(a.provider_id.as_deref())
+                        .push_bind(a.error.as_deref());
                 });
                 qb.build().execute(&mut *tx).await?;
             }
