@@ -846,6 +846,20 @@ async fn the_pages_check_every_form_and_count_what_the_store_holds_on_both_store
                 && page.contains("Dzīves situāciju pārskats")
                 && page.contains("<svg class=\"chart\"")
         );
+        // Each download computes its own table alone: the same columns and rows as when
+        // every table was computed for one download (recorded then, in tests/fixtures/dashboard-csv).
+        for id in ["notices", "take-up", "applications", "served", "suppressions", "dead-letters"] {
+            let (status, _, csv) = p.get(&format!("/staff/export/{id}.csv?from=2026-11-01&to=2026-11-30")).await;
+            let before =
+                std::fs::read_to_string(support::root().join(format!("tests/fixtures/dashboard-csv/{id}.csv")));
+            assert_eq!((status, csv), (200, before.unwrap()), "{}: the {id} CSV", t.name);
+        }
+        let (_, _, csv) = p.get("/staff/export/life-situations.csv").await;
+        let ids: Vec<&str> = csv.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+        assert_eq!(csv.lines().next(), Some("id,version,status,name,owner,legal_basis,in_force"));
+        assert_eq!(ids.len(), app.rules.situations.len(), "one row per definition: {ids:?}");
+        let (status, ..) = p.get("/staff/export/nonsense.csv").await;
+        assert_eq!(status, 404, "{}: no such table", t.name);
         engine.abort();
         t.cleanup().await;
     }

@@ -112,8 +112,21 @@ async fn staff_key(st: &ApiState, headers: &HeaderMap) -> Option<String> {
     crate::api::staff::staff(st, &h).await.ok().map(|_| key.to_string())
 }
 
+/// The tables of the dashboard, in the page's order.
+const TABLES: [&str; 7] =
+    ["life-situations", "notices", "take-up", "applications", "served", "suppressions", "dead-letters"];
+
 /// Every table for `chosen`, in the page's order.
 async fn tables(st: &ApiState, key: &str, chosen: &Chosen, view: &View) -> anyhow::Result<Vec<Table>> {
+    let mut out = Vec::new();
+    for id in TABLES {
+        out.extend(table(st, key, chosen, view, id).await?);
+    }
+    Ok(out)
+}
+
+/// The table `id` for `chosen`, computed alone (a CSV download reads only its own figures); none for an unknown id.
+async fn table(st: &ApiState, key: &str, chosen: &Chosen, view: &View, id: &str) -> anyhow::Result<Option<Table>> {
     let db = &st.app.db;
     let period = chosen.period();
     let lang = view.lang;
@@ -126,189 +139,202 @@ async fn tables(st: &ApiState, key: &str, chosen: &Chosen, view: &View) -> anyho
             .and_then(|d| d.name.get(lang).cloned())
             .unwrap_or_else(|| id.to_string())
     };
-    let mut out = Vec::new();
-
-    // The life situations, as the staff API lists them.
-    let mut h = HeaderMap::new();
-    h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {key}"))?);
-    let r = crate::api::staff::life_situations(State(st.clone()), h).await;
-    let body = axum::body::to_bytes(r.into_body(), 16 * 1024 * 1024).await?;
-    let ls: Value = serde_json::from_slice(&body)?;
-    let rows = ls["life_situations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-            let name = d["name"].get(lang).and_then(Value::as_str).unwrap_or("").to_string();
-            let valid = match d["valid_to"].as_str() {
-                Some(to) => format!("{} – {to}", s("valid_from")),
-                None => format!("{} –", s("valid_from")),
-            };
-            vec![s("id"), d["version"].to_string(), s("status"), name, s("owner"), s("legal_basis"), valid]
-        })
-        .collect();
-    out.push(Table {
-        id: "life-situations",
-        heading: view.t("ls_heading"),
-        intro: None,
-        columns: columns(&[
-            ("id", "col_id"),
-            ("version", "col_version"),
-            ("status", "col_status"),
-            ("name", "col_name"),
-            ("owner", "col_owner"),
-            ("legal_basis", "col_legal"),
-            ("in_force", "col_valid"),
-        ]),
-        rows,
-        chart: None,
-    });
-
-    let notices = db.notice_stats(period).await?;
-    let mut stacked: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-    for t in &notices {
-        stacked.entry(t.labels[0].clone()).or_default().push((t.labels[2].clone(), t.count as f64));
-    }
-    let heading = view.t("notices_heading");
-    let chart = bars(
-        &heading,
-        &stacked.into_iter().map(|(ls, parts)| Bar { label: name_of(&ls), parts: merge(parts) }).collect::<Vec<_>>(),
-        false,
-    );
-    out.push(Table {
-        id: "notices",
-        chart: (!notices.is_empty()).then_some(chart),
-        heading,
-        intro: None,
-        columns: columns(&[
-            ("life_situation", "col_life_situation"),
-            ("channel", "col_channel"),
-            ("outcome", "col_outcome"),
-            ("count", "col_count"),
-        ]),
-        rows: notices
-            .iter()
-            .map(|t| vec![t.labels[0].clone(), t.labels[1].clone(), t.labels[2].clone(), t.count.to_string()])
-            .collect(),
-    });
-
-    let take_up = db.take_up(st.app.clock.now_ms(), period).await?;
-    let heading = view.t("takeup_heading");
-    let chart_rows: Vec<Bar> = take_up
-        .iter()
-        .map(|t| Bar {
-            label: t.service_id.clone(),
-            parts: vec![(view.t("col_takeup"), share(t.submitted, t.offered))],
-        })
-        .collect();
-    out.push(Table {
-        id: "take-up",
-        chart: (!take_up.is_empty()).then(|| bars(&heading, &chart_rows, true)),
-        heading,
-        intro: None,
-        columns: columns(&[
-            ("life_situation", "col_life_situation"),
-            ("service_id", "col_service"),
-            ("offered", "col_offered"),
-            ("opened", "col_opened"),
-            ("submitted", "col_submitted"),
-            ("declined", "col_declined"),
-            ("expired", "col_expired"),
-            ("take_up", "col_takeup"),
-        ]),
-        rows: take_up
-            .iter()
-            .map(|t| {
-                vec![
-                    t.life_situation.clone(),
-                    t.service_id.clone(),
-                    t.offered.to_string(),
-                    t.opened.to_string(),
-                    t.submitted.to_string(),
-                    t.declined.to_string(),
-                    t.expired.to_string(),
-                    ratio(share(t.submitted, t.offered)),
-                ]
-            })
-            .collect(),
-    });
-
-    let services: HashMap<String, Vec<String>> =
-        st.app.rules.situations.iter().map(|d| (d.id.clone(), d.services.clone())).collect();
-    let applied = db.applied_within(period, chosen.days * 24 * 3600 * 1000, &services).await?;
-    out.push(shares(
-        view,
-        ("applications", view.t("applied_heading").replace("{days}", &chosen.days.to_string()), None),
-        [("notified", "col_notified"), ("applied", "col_applied")],
-        applied.into_iter().map(|a| (a.life_situation, a.notified, a.applied)).collect(),
-        &name_of,
-    ));
-    let served = db.served(period).await?;
-    out.push(shares(
-        view,
-        ("served", view.t("served_heading"), Some("served_intro")),
-        [("cases", "col_cases"), ("reached", "col_reached")],
-        served.into_iter().map(|s| (s.life_situation, s.cases, s.reached)).collect(),
-        &name_of,
-    ));
-
-    // Reasons may name a person; masked, the same reason for two people is one row.
-    let mut reasons: BTreeMap<(String, String, String), i64> = BTreeMap::new();
-    for s in db.suppressions(period).await? {
-        let [ls, outcome, reason] = <[String; 3]>::try_from(s.labels).map_err(|_| anyhow::anyhow!("three labels"))?;
-        *reasons.entry((ls, outcome, mask_codes_in(&reason))).or_default() += s.count;
-    }
-    let mut by_reason: BTreeMap<String, f64> = BTreeMap::new();
-    for ((_, _, reason), n) in &reasons {
-        *by_reason.entry(reason.clone()).or_default() += *n as f64;
-    }
-    let heading = view.t("supp_heading");
-    let chart_rows: Vec<Bar> =
-        by_reason.into_iter().map(|(r, n)| Bar { label: r, parts: vec![(view.t("col_count"), n)] }).collect();
-    out.push(Table {
-        id: "suppressions",
-        chart: (!reasons.is_empty()).then(|| bars(&heading, &chart_rows, false)),
-        heading,
-        intro: None,
-        columns: columns(&[
-            ("life_situation", "col_life_situation"),
-            ("outcome", "col_outcome"),
-            ("reason", "col_reason"),
-            ("count", "col_count"),
-        ]),
-        rows: reasons.into_iter().map(|((ls, o, r), n)| vec![ls, o, r, n.to_string()]).collect(),
-    });
-
-    let dead = db.list_notices_within(Some("dead"), period, DEAD_LETTERS).await?;
-    out.push(Table {
-        id: "dead-letters",
-        heading: view.t("dead_heading"),
-        intro: None,
-        columns: columns(&[
-            ("notice_id", "col_notice"),
-            ("life_situation", "col_life_situation"),
-            ("recipient", "col_recipient"),
-            ("channel", "col_channel"),
-            ("attempts", "col_attempts"),
-            ("error", "col_error"),
-        ]),
-        rows: dead
-            .into_iter()
-            .map(|d| {
-                vec![
-                    d.notice_id,
-                    d.life_situation,
-                    mask_code(&d.recipient),
-                    d.channel.unwrap_or_default(),
-                    d.attempts.to_string(),
-                    d.last_error.as_deref().map(mask_codes_in).unwrap_or_default(),
-                ]
-            })
-            .collect(),
-        chart: None,
-    });
-    Ok(out)
+    Ok(Some(match id {
+        "life-situations" => {
+            // The life situations, as the staff API lists them.
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {key}"))?);
+            let r = crate::api::staff::life_situations(State(st.clone()), h).await;
+            let body = axum::body::to_bytes(r.into_body(), 16 * 1024 * 1024).await?;
+            let ls: Value = serde_json::from_slice(&body)?;
+            let rows = ls["life_situations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+                    let name = d["name"].get(lang).and_then(Value::as_str).unwrap_or("").to_string();
+                    let valid = match d["valid_to"].as_str() {
+                        Some(to) => format!("{} – {to}", s("valid_from")),
+                        None => format!("{} –", s("valid_from")),
+                    };
+                    vec![s("id"), d["version"].to_string(), s("status"), name, s("owner"), s("legal_basis"), valid]
+                })
+                .collect();
+            Table {
+                id: "life-situations",
+                heading: view.t("ls_heading"),
+                intro: None,
+                columns: columns(&[
+                    ("id", "col_id"),
+                    ("version", "col_version"),
+                    ("status", "col_status"),
+                    ("name", "col_name"),
+                    ("owner", "col_owner"),
+                    ("legal_basis", "col_legal"),
+                    ("in_force", "col_valid"),
+                ]),
+                rows,
+                chart: None,
+            }
+        }
+        "notices" => {
+            let notices = db.notice_stats(period).await?;
+            let mut stacked: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+            for t in &notices {
+                stacked.entry(t.labels[0].clone()).or_default().push((t.labels[2].clone(), t.count as f64));
+            }
+            let heading = view.t("notices_heading");
+            let chart = bars(
+                &heading,
+                &stacked
+                    .into_iter()
+                    .map(|(ls, parts)| Bar { label: name_of(&ls), parts: merge(parts) })
+                    .collect::<Vec<_>>(),
+                false,
+            );
+            Table {
+                id: "notices",
+                chart: (!notices.is_empty()).then_some(chart),
+                heading,
+                intro: None,
+                columns: columns(&[
+                    ("life_situation", "col_life_situation"),
+                    ("channel", "col_channel"),
+                    ("outcome", "col_outcome"),
+                    ("count", "col_count"),
+                ]),
+                rows: notices
+                    .iter()
+                    .map(|t| vec![t.labels[0].clone(), t.labels[1].clone(), t.labels[2].clone(), t.count.to_string()])
+                    .collect(),
+            }
+        }
+        "take-up" => {
+            let take_up = db.take_up(st.app.clock.now_ms(), period).await?;
+            let heading = view.t("takeup_heading");
+            let chart_rows: Vec<Bar> = take_up
+                .iter()
+                .map(|t| Bar {
+                    label: t.service_id.clone(),
+                    parts: vec![(view.t("col_takeup"), share(t.submitted, t.offered))],
+                })
+                .collect();
+            Table {
+                id: "take-up",
+                chart: (!take_up.is_empty()).then(|| bars(&heading, &chart_rows, true)),
+                heading,
+                intro: None,
+                columns: columns(&[
+                    ("life_situation", "col_life_situation"),
+                    ("service_id", "col_service"),
+                    ("offered", "col_offered"),
+                    ("opened", "col_opened"),
+                    ("submitted", "col_submitted"),
+                    ("declined", "col_declined"),
+                    ("expired", "col_expired"),
+                    ("take_up", "col_takeup"),
+                ]),
+                rows: take_up
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.life_situation.clone(),
+                            t.service_id.clone(),
+                            t.offered.to_string(),
+                            t.opened.to_string(),
+                            t.submitted.to_string(),
+                            t.declined.to_string(),
+                            t.expired.to_string(),
+                            ratio(share(t.submitted, t.offered)),
+                        ]
+                    })
+                    .collect(),
+            }
+        }
+        "applications" => {
+            let services: HashMap<String, Vec<String>> =
+                st.app.rules.situations.iter().map(|d| (d.id.clone(), d.services.clone())).collect();
+            let applied = db.applied_within(period, chosen.days * 24 * 3600 * 1000, &services).await?;
+            shares(
+                view,
+                ("applications", view.t("applied_heading").replace("{days}", &chosen.days.to_string()), None),
+                [("notified", "col_notified"), ("applied", "col_applied")],
+                applied.into_iter().map(|a| (a.life_situation, a.notified, a.applied)).collect(),
+                &name_of,
+            )
+        }
+        "served" => {
+            let served = db.served(period).await?;
+            shares(
+                view,
+                ("served", view.t("served_heading"), Some("served_intro")),
+                [("cases", "col_cases"), ("reached", "col_reached")],
+                served.into_iter().map(|s| (s.life_situation, s.cases, s.reached)).collect(),
+                &name_of,
+            )
+        }
+        "suppressions" => {
+            // Reasons may name a person; masked, the same reason for two people is one row.
+            let mut reasons: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+            for s in db.suppressions(period).await? {
+                let [ls, outcome, reason] =
+                    <[String; 3]>::try_from(s.labels).map_err(|_| anyhow::anyhow!("three labels"))?;
+                *reasons.entry((ls, outcome, mask_codes_in(&reason))).or_default() += s.count;
+            }
+            let mut by_reason: BTreeMap<String, f64> = BTreeMap::new();
+            for ((_, _, reason), n) in &reasons {
+                *by_reason.entry(reason.clone()).or_default() += *n as f64;
+            }
+            let heading = view.t("supp_heading");
+            let chart_rows: Vec<Bar> =
+                by_reason.into_iter().map(|(r, n)| Bar { label: r, parts: vec![(view.t("col_count"), n)] }).collect();
+            Table {
+                id: "suppressions",
+                chart: (!reasons.is_empty()).then(|| bars(&heading, &chart_rows, false)),
+                heading,
+                intro: None,
+                columns: columns(&[
+                    ("life_situation", "col_life_situation"),
+                    ("outcome", "col_outcome"),
+                    ("reason", "col_reason"),
+                    ("count", "col_count"),
+                ]),
+                rows: reasons.into_iter().map(|((ls, o, r), n)| vec![ls, o, r, n.to_string()]).collect(),
+            }
+        }
+        "dead-letters" => {
+            let dead = db.list_notices_within(Some("dead"), period, DEAD_LETTERS).await?;
+            Table {
+                id: "dead-letters",
+                heading: view.t("dead_heading"),
+                intro: None,
+                columns: columns(&[
+                    ("notice_id", "col_notice"),
+                    ("life_situation", "col_life_situation"),
+                    ("recipient", "col_recipient"),
+                    ("channel", "col_channel"),
+                    ("attempts", "col_attempts"),
+                    ("error", "col_error"),
+                ]),
+                rows: dead
+                    .into_iter()
+                    .map(|d| {
+                        vec![
+                            d.notice_id,
+                            d.life_situation,
+                            mask_code(&d.recipient),
+                            d.channel.unwrap_or_default(),
+                            d.attempts.to_string(),
+                            d.last_error.as_deref().map(mask_codes_in).unwrap_or_default(),
+                        ]
+                    })
+                    .collect(),
+                chart: None,
+            }
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// A table of a part of a whole per life situation (people told and those
@@ -397,21 +423,21 @@ pub(super) async fn dashboard(
 pub(super) async fn export(
     State(st): State<ApiState>,
     headers: HeaderMap,
-    Path(table): Path<String>,
+    Path(file): Path<String>,
     Query(q): Query<PeriodQuery>,
 ) -> Response {
     let view = View::new(&headers, q.lang.as_deref(), None);
     let Some(key) = staff_key(&st, &headers).await else { return view.error(StatusCode::UNAUTHORIZED, "staff_bad") };
     let chosen = Chosen::of(&q, today(&st));
-    let id = table.strip_suffix(".csv").unwrap_or(&table);
-    let all = match tables(&st, &key, &chosen, &view).await {
-        Ok(t) => t,
+    let id = file.strip_suffix(".csv").unwrap_or(&file);
+    let t = match table(&st, &key, &chosen, &view, id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return view.error(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "the dashboard cannot reach the store");
             return view.error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
         }
     };
-    let Some(t) = all.into_iter().find(|t| t.id == id) else { return view.error(StatusCode::NOT_FOUND, "not_found") };
     let mut w = csv::Writer::from_writer(Vec::new());
     let written = w
         .write_record(t.columns.iter().map(|c| c.name))
