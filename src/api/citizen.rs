@@ -603,42 +603,83 @@ pub struct NoticeEntry {
     receipt: Option<String>,
     /// The draft offered with it.
     draft_ref: Option<String>,
-    /// What became of it, in one sentence.
+    /// What became of it, in one sentence (English, for a service clerk).
     headline: String,
-    /// Why it was made, for whom, under which consent, and each attempt — other people's codes masked.
+    /// Why it was made, for whom, under which consent, and each attempt — other people's codes masked
+    /// (English, for a service clerk: rule, version and event ids included).
     explanation: Vec<String>,
+    /// Why the person got it, or why it was not sent, in plain sentences in the answer's `lang`: the
+    /// life situation and the fact that began it, whom it is about, the sender and legal basis, the
+    /// channel and why that one; no personal codes, names, rule or event ids.
+    #[schema(example = json!(["It concerns “Moving home”, because a new place of residence was declared on 20 November 2026.", "It was sent to your email on 23 November 2026."]))]
+    why: Vec<String>,
 }
 
 /// Every notice to a person.
 #[derive(Serialize, ToSchema)]
 pub struct Notices {
+    /// The language of every notice's `why`: `lv`, `en` or `ru`.
+    #[schema(example = "lv")]
+    lang: &'static str,
     /// Newest first.
     notices: Vec<NoticeEntry>,
 }
 
+/// `?for=CODE&lang=…` of the notices.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NoticesQuery {
+    /// As in every citizen call: the person acted for; absent: the caller themself.
+    #[serde(rename = "for")]
+    #[param(rename = "for", example = "150394-11002")]
+    pub(super) for_: Option<String>,
+    /// The language of `why`: `lv`, `en` or `ru`; absent: the caller's own language from their
+    /// profile (the reader's, also when acting for someone), else `lv`.
+    #[param(example = "en")]
+    pub(super) lang: Option<String>,
+}
+
 /// Lists the notices to the person, with their explanation.
-#[utoipa::path(get, path = "/api/v1/me/notices", tag = "citizens", params(ForQuery),
+#[utoipa::path(get, path = "/api/v1/me/notices", tag = "citizens", params(NoticesQuery),
     responses(
         (status = 200, description = "Every notice to the person — sent, waiting, deferred, suppressed, withdrawn — explained", body = Notices),
-        (status = 400, description = "`for` is not a personal code", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`for` is not a personal code, or `lang` not one of `lv`, `en`, `ru`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No, a bad or an expired token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller does not represent that person", body = Problem, content_type = "application/problem+json"),
     ),
     security(("citizen_token" = []))
 )]
-pub async fn get_notices(State(st): State<ApiState>, headers: HeaderMap, Query(q): Query<ForQuery>) -> Response {
-    let acting = match acting_for(&st, &headers, &q).await {
+pub async fn get_notices(State(st): State<ApiState>, headers: HeaderMap, Query(q): Query<NoticesQuery>) -> Response {
+    let asked = match q.lang.as_deref().map(|l| (l, super::pages::known_lang(l))) {
+        Some((_, Some(l))) => Some(l),
+        Some((l, None)) => {
+            return problem_field(StatusCode::BAD_REQUEST, "lang", format!("lang: {l:?} is not one of lv, en, ru"));
+        }
+        None => None,
+    };
+    let acting = match acting_for(&st, &headers, &ForQuery { for_: q.for_ }).await {
         Ok(a) => a,
         Err(r) => return r,
     };
     let db = &st.app.db;
+    let lang = match asked {
+        Some(l) => l,
+        None => match db.load_profiles(std::slice::from_ref(&acting.caller)).await {
+            Ok(mut p) => p.pop().and_then(|p| p.language).as_deref().and_then(super::pages::known_lang).unwrap_or("lv"),
+            Err(e) => return unavailable(&e),
+        },
+    };
     let rows = match db.notices_to(&acting.target, &st.app.audit.pseudonym(&acting.target)).await {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
+    let name_of = |id: &str| {
+        let d = st.app.rules.situations.iter().find(|d| d.id == id);
+        d.and_then(|d| d.name.get(lang).or_else(|| d.name.get("lv")).cloned()).unwrap_or_else(|| id.to_string())
+    };
     let mut notices = Vec::new();
     for n in rows.iter().filter(|n| acting.covers(&n.purpose)) {
-        let e = match crate::audit::explain::explain_masked(db, Some(&st.app.rules), n).await {
+        let (e, reasons) = match crate::audit::explain::explain_masked(db, Some(&st.app.rules), n).await {
             Ok(e) => e,
             Err(e) => return unavailable(&e),
         };
@@ -655,9 +696,10 @@ pub async fn get_notices(State(st): State<ApiState>, headers: HeaderMap, Query(q
             draft_ref: n.draft_ref.clone(),
             headline: e.headline,
             explanation: e.lines,
+            why: super::pages::why_words(&reasons, lang, &name_of),
         });
     }
-    Json(Notices { notices }).into_response()
+    Json(Notices { lang, notices }).into_response()
 }
 
 // --- drafts ------------------------------------------------------------------

@@ -112,7 +112,7 @@ pub async fn cancel_case(db: &Db, audit: &Audit, id: &str, reason: &str, by: &st
         anyhow::bail!("case {id} is {} already; only an open case can be cancelled", case.state);
     }
     let steps = case.plan.values().filter(|p| p.state == cases::StepState::Pending).count();
-    let why = format!("cancelled by {by}: {reason}");
+    let why = super::plain::staff_reason(by, reason);
     case.cancel(&why, now_ms);
     let entry = Entry {
         kind: "staff.case_cancelled".into(),

@@ -135,16 +135,21 @@ pub async fn explain_notice(
 }
 
 /// Explains a notice already read with every code masked, headline and
-/// lines included: for the citizen API, whose reader is the person or their
-/// representative, and the other people a notice names (a child, a parent, a
-/// representative) are not for the API to spell out.
-pub async fn explain_masked(db: &Db, rules: Option<&RuleSet>, n: &NoticeDetail) -> Result<Explanation> {
+/// lines included, and gives its plain reasons from the same records: for
+/// the citizen API, whose reader is the person or their representative, and
+/// the other people a notice names (a child, a parent, a representative) are
+/// not for the API to spell out.
+pub async fn explain_masked(
+    db: &Db,
+    rules: Option<&RuleSet>,
+    n: &NoticeDetail,
+) -> Result<(Explanation, Vec<super::plain::Reason>)> {
     let records = db.audit_of_notice(&n.id).await?;
     let mut e = explain(n, &records, rules, &Shown { reveal: None });
     // Free text a clerk typed (a cancellation's reason) may hold a code the trace does not know of.
     e.headline = mask_codes_in(&e.headline);
     e.lines = e.lines.iter().map(|l| mask_codes_in(l)).collect();
-    Ok(e)
+    Ok((e, super::plain::reasons(n, &records, rules)))
 }
 
 /// Explains every notice to or about `code`, and lists their other records.

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod commands;
 pub mod explain;
 pub mod export;
+pub mod plain;
 pub mod retention;
 pub mod trace;
 

@@ -18,8 +18,8 @@ use super::definitions::{LifeSituation, Status, Step};
 use super::profile::{CODE_FIELDS, Profile, ProfileKind};
 use super::rules::{Decision, Lookup, RuleInput};
 use super::{BatchReport, RuleSet};
-use crate::audit::Entry;
 use crate::audit::trace::{EventRef, MandateSeen, NoticeTrace, Via};
+use crate::audit::{Entry, plain};
 use crate::events::EventRow;
 use crate::events::codes::normalize_subject;
 use crate::store::{BatchWrite, DraftLink, DraftRow, NoticeRow, OutcomeRow, Withdraw};
@@ -289,7 +289,7 @@ impl<'a> Eval<'a> {
     fn concern(&mut self, e: &EventRow) {
         let rules = self.ctx.rules.clone();
         if e.event_type == "death.registered" {
-            self.w.withdraw.push(Withdraw::Recipient(e.subject.clone(), "the recipient died".into()));
+            self.w.withdraw.push(Withdraw::Recipient(e.subject.clone(), plain::RECIPIENT_DIED.into()));
         }
         // A refusal of a purpose on every channel withdraws what is queued for
         // it at once; one on a single channel is for routing to respect.
@@ -297,8 +297,7 @@ impl<'a> Eval<'a> {
             && e.data.get("channel").is_none_or(|c| c.is_null())
             && let Some(purpose) = e.data.get("purpose").and_then(|p| p.as_str())
         {
-            let day = event_day(e.occurred_at);
-            let reason = format!("the recipient refused \"{purpose}\" ({} on {day})", e.event_type);
+            let reason = plain::refused_reason(purpose, &e.event_type, event_day(e.occurred_at));
             self.w.withdraw.push(Withdraw::Purpose(e.subject.clone(), purpose.to_string(), reason));
         }
         for (id, by_subject) in self.concerned(e) {
@@ -308,7 +307,7 @@ impl<'a> Eval<'a> {
                 && by_subject
                 && !d.trigger.events.iter().any(|t| t == "death.registered")
             {
-                self.end_case(&id, "the person it is about died");
+                self.end_case(&id, plain::SUBJECT_DIED);
                 continue;
             }
             // The same fact again (a correction under a new change id) is
@@ -325,7 +324,7 @@ impl<'a> Eval<'a> {
                     })
             });
             if let Some(k) = cancel {
-                let reason = format!("{} ({} on {})", k.reason, e.event_type, event_day(e.occurred_at));
+                let reason = plain::ended_reason(&k.reason, &e.event_type, event_day(e.occurred_at));
                 self.end_case(&id, &reason);
                 continue;
             }

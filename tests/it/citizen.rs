@@ -317,6 +317,31 @@ async fn a_refusal_through_the_api_is_an_event_that_withdraws_the_queued_notices
                 n["explanation"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("Why it was made"))
             );
         }
+        // And in plain words, in the language asked, else hers (none recorded: Latvian).
+        assert_eq!(h["lang"], "lv", "{}", t.name);
+        let plain = |h: &Value| -> Vec<String> {
+            let birth = h["notices"].as_array().unwrap().iter().find(|n| n["purpose"] == "birth").unwrap().clone();
+            birth["why"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
+        };
+        let lv = plain(&h);
+        assert!(lv.iter().any(|l| l.starts_with("Jūs ") && l.contains("atteicāties saņemt paziņojumus")), "{lv:?}");
+        let en = plain(&s.ok("/api/v1/me/notices?lang=en", &tok).await);
+        assert_eq!(
+            en[0], "It concerns “Birth of a child”, because a birth was registered on 18 November 2026.",
+            "{}: {en:?}",
+            t.name
+        );
+        assert!(en.last().unwrap().starts_with("You refused notices about “Birth of a child” on "), "{en:?}");
+        let ru = plain(&s.ok("/api/v1/me/notices?lang=ru", &tok).await);
+        assert!(
+            ru.last().unwrap().contains("вы отказались от уведомлений о жизненной ситуации «Рождение ребёнка»"),
+            "{ru:?}"
+        );
+        for l in lv.iter().chain(&en).chain(&ru) {
+            assert!(!l.contains(MOTHER) && !l.contains(CHILD) && !l.contains("b1"), "no code, no event id: {l}");
+        }
+        let (code, p) = problem(s.get("/api/v1/me/notices?lang=de", &tok).await).await;
+        assert_eq!((code, p["field"].as_str()), (400, Some("lang")), "{p}");
         let r =
             s.post("/api/v1/me/consents", &tok, json!({"purpose": "birth", "channel": "sms", "action": "grant"})).await;
         assert_eq!(r.status(), 202);

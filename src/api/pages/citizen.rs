@@ -193,7 +193,8 @@ pub(super) async fn home(State(st): State<ApiState>, headers: HeaderMap, Query(q
     let acting = session::cookie(&headers, ACTING).and_then(|h| people.iter().find(|p| p.handle == h));
     let for_q = || api::ForQuery { for_: acting.map(|p| p.code.clone()) };
     let auth = bearer(&who.token, false);
-    let notices = answer(api::get_notices(State(st.clone()), auth.clone(), Query(for_q())).await).await;
+    let notices_q = api::NoticesQuery { for_: acting.map(|p| p.code.clone()), lang: Some(view.lang.to_string()) };
+    let notices = answer(api::get_notices(State(st.clone()), auth.clone(), Query(notices_q)).await).await;
     let consents = answer(api::get_consents(State(st.clone()), auth.clone(), Query(for_q())).await).await;
     let drafts = answer(api::get_drafts(State(st.clone()), auth.clone(), Query(for_q())).await).await;
     let prefs = answer(api::get_preferences(State(st.clone()), auth.clone(), Query(for_q())).await).await.ok();

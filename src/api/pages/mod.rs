@@ -16,6 +16,10 @@ mod i18n;
 mod session;
 mod staff;
 mod svg;
+mod why;
+
+pub(super) use i18n::known as known_lang;
+pub(super) use why::words as why_words;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
