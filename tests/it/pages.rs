@@ -254,6 +254,20 @@ fn citizen_token(code: &str) -> String {
     token::issue(token::DEV_KEY.as_bytes(), code, chrono::Utc::now().timestamp() + 3600).unwrap()
 }
 
+/// The "why" of the first notice card in `section` whose text has `has`, opened as a reader
+/// opens it; the list's language is the page's (nothing inside says otherwise).
+async fn why_of(b: &Browser, section: &str, has: &str) -> String {
+    for card in b.c.find_all(Locator::Css(&format!("{section} .notice-item"))).await.unwrap() {
+        if card.text().await.unwrap().contains(has) {
+            card.find(Locator::Css("summary")).await.unwrap().click().await.unwrap();
+            let list = card.find(Locator::Css("ul.why")).await.unwrap();
+            assert!(card.find(Locator::Css("details [lang]")).await.is_err(), "no other language marked inside");
+            return list.text().await.unwrap();
+        }
+    }
+    panic!("no notice card in {section} with {has:?}")
+}
+
 /// The rows of the dashboard table `id`, as text cells.
 async fn table(b: &Browser, id: &str) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
@@ -372,6 +386,13 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     );
     b.sign_in_citizen(MOTHER).await;
     assert_eq!(b.lang().await, "lv", "her profile says Latvian");
+    let why = why_of(&b, "#notices", "Dzīvesvietas maiņa").await;
+    assert!(
+        why.contains("Tas attiecas uz dzīves situāciju “Dzīvesvietas maiņa”, jo 2026. gada 20. novembrī deklarēta jauna dzīvesvieta.")
+            && why.contains("Kanālu “e-adrese” neizmantojām, jo jums nav aktīva e-adreses konta.")
+            && why.contains("Tas nosūtīts uz jūsu e-pastu 2026. gada "),
+        "why, in Latvian: {why}"
+    );
     let cookie = b.c.get_named_cookie("pc_token").await.unwrap();
     assert_eq!(cookie.http_only(), Some(true), "the session cookie is out of scripts' reach");
     assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
@@ -394,9 +415,17 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     let first = moved.expect("the moving-home notice is listed");
     let card = first.text().await.unwrap();
     assert!(card.contains("Moving home") && card.contains("email") && card.contains("Sent"), "{card}");
-    first.find(Locator::Css("summary")).await.unwrap().click().await.unwrap();
-    let why = first.find(Locator::Css("details")).await.unwrap().text().await.unwrap();
-    assert!(why.contains("Why it was made") && why.contains("residence_change"), "the explanation: {why}");
+    let why = why_of(&b, "#notices", "Moving home").await;
+    assert!(
+        why.contains("It concerns “Moving home”, because a new place of residence was declared on 20 November 2026.")
+            && why.contains("We did not use the channel “e-address”, because you have no active e-address account.")
+            && why.contains("It was sent to your email on ")
+            && !why.contains("Tas nosūtīts"),
+        "why, in English: {why}"
+    );
+    for secret in [MOTHER, "residence_change", "a1", "rule"] {
+        assert!(!why.contains(secret), "{secret:?} is not for the citizen: {why}");
+    }
     b.accessible("citizen page").await;
     b.shot("citizen-desktop", 1280, 1000).await;
     b.shot("citizen-phone", 390, 844).await;
@@ -421,6 +450,12 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     assert!(
         withdrawn.iter().filter(|c| c.contains("Withdrawn before sending")).count() >= queued.len(),
         "{withdrawn:?}"
+    );
+    let why = why_of(&b, "#not-sent", "Birth of a child").await;
+    assert!(
+        why.contains("It concerns “Birth of a child”, because a birth was registered on 18 November 2026.")
+            && why.contains("You withdrew your consent to notices about “Birth of a child” on "),
+        "why not, in English: {why}"
     );
 
     // --- correcting and submitting a prefilled draft gives a receipt --------------
@@ -470,6 +505,12 @@ async fn citizens_and_staff_use_the_pages_in_a_real_browser() {
     assert!(
         b.texts("#not-sent .notice-item").await.iter().any(|c| c.contains("Could not be delivered")),
         "the dead letter"
+    );
+    let why = why_of(&b, "#not-sent", "Could not be delivered").await;
+    assert!(
+        why.contains("The channel “email” could not deliver it and will not try again.")
+            && why.contains("We stopped trying to send it"),
+        "why the dead letter was not delivered: {why}"
     );
     // The acting-for field of a form, set to the mother's handle for her child: refused.
     b.mark_page().await;

@@ -218,7 +218,7 @@ pub(super) async fn home(State(st): State<ApiState>, headers: HeaderMap, Query(q
             "made_at": n["made_at"], "sent_at": n["sent_at"],
             "channel": channel_key(n["channel"].as_str()),
             "state": format!("state_{shown}"), "raw_state": state,
-            "headline": n["headline"], "explanation": n["explanation"],
+            "why": n["why"],
         });
         if matches!(state, "suppressed" | "cancelled" | "dead") { not_sent.push(entry) } else { sent.push(entry) }
     }
