@@ -160,6 +160,7 @@ fn engine_clock(births: &BirthSpec) -> Clock {
 
 fn engine_for(db: &Db, cfg: &Config, rules: &Arc<RuleSet>, clock: Clock) -> Engine {
     Engine::new(db.clone(), rules.clone(), clock, cfg.engine.batch_size)
+        .with_backlog_batch(cfg.engine.backlog_batch_size)
 }
 
 struct EndToEnd {

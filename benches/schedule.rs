@@ -70,7 +70,8 @@ async fn run(n: usize) -> Result<()> {
     let load_s = t.elapsed().as_secs_f64();
     println!("load: {events} records in {load_s:.2} s = {:.0} records/s", events as f64 / load_s);
 
-    let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), cfg.engine.batch_size);
+    let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), cfg.engine.batch_size)
+        .with_backlog_batch(cfg.engine.backlog_batch_size);
     let t = Instant::now();
     let scheduled = engine.run_until_idle().await?;
     let schedule_s = t.elapsed().as_secs_f64();

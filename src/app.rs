@@ -65,6 +65,7 @@ impl App {
     /// The engine stage.
     pub fn engine(&self) -> Engine {
         Engine::new(self.db.clone(), self.rules.clone(), self.clock.clone(), self.cfg.engine.batch_size)
+            .with_backlog_batch(self.cfg.engine.backlog_batch_size)
             .with_audit(self.audit.clone())
     }
 

@@ -94,6 +94,10 @@ pub struct HttpConfig {
 pub struct EngineConfig {
     /// Events evaluated and committed per transaction.
     pub batch_size: usize,
+    /// Events per transaction while a backlog lasts (a backfill, a restart
+    /// after a pause): fewer, larger commits write each index page once for
+    /// many rows instead of once for a few.
+    pub backlog_batch_size: usize,
     /// How long an idle engine waits before looking for new events.
     pub poll_interval_ms: u64,
     /// Seconds a process holds the lease on evaluation or on a connector
@@ -274,7 +278,13 @@ impl Default for HttpConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { batch_size: 1000, poll_interval_ms: 200, lease_secs: 15, max_due_notices: 500_000 }
+        EngineConfig {
+            batch_size: 1000,
+            backlog_batch_size: crate::engine::BACKLOG_BATCH_SIZE,
+            poll_interval_ms: 200,
+            lease_secs: 15,
+            max_due_notices: 500_000,
+        }
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn serve(app: App, listen: &str, stages: &[Stage]) -> Result<()> {
     // after it has been compiled and checked; a broken set never replaces it.
     let live = crate::engine::LiveRules::from(app.rules.clone());
     let engine = crate::engine::Engine::new(app.db.clone(), live.clone(), app.clock.clone(), app.cfg.engine.batch_size)
+        .with_backlog_batch(app.cfg.engine.backlog_batch_size)
         .with_audit(app.audit.clone());
     let idle = Duration::from_millis(app.cfg.engine.poll_interval_ms);
     if stages.contains(&Stage::Engine) {

@@ -793,6 +793,7 @@ pub fn evaluate_batch(ctx: &EvalContext, mut input: BatchInput) -> (BatchWrite, 
         ev.event(e);
     }
     ev.report.events = events.len();
+    ev.report.batches = 1;
     ev.finish()
 }
 
@@ -806,6 +807,7 @@ pub fn evaluate_timers(ctx: &EvalContext, input: BatchInput) -> (BatchWrite, Bat
         ev.timers(id);
     }
     ev.report.timers = due.len();
+    ev.report.batches = 1;
     ev.finish()
 }
 

@@ -379,7 +379,8 @@ async fn run_on(
 ) -> Result<Summary> {
     let (from_ms, to_ms) = (window.first_ms(), window.last_ms());
     let clock = Clock::manual(crate::clock::from_ms(from_ms));
-    let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), 1000);
+    let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), 1000)
+        .with_backlog_batch(crate::engine::BACKLOG_BATCH_SIZE);
     let purposes = {
         let r = rules.clone();
         move |p: &str| r.declares_purpose(p)
