@@ -673,10 +673,6 @@ pub async fn get_notices(State(st): State<ApiState>, headers: HeaderMap, Query(q
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
-    let name_of = |id: &str| {
-        let d = st.app.rules.situations.iter().find(|d| d.id == id);
-        d.and_then(|d| d.name.get(lang).or_else(|| d.name.get("lv")).cloned()).unwrap_or_else(|| id.to_string())
-    };
     let mut notices = Vec::new();
     for n in rows.iter().filter(|n| acting.covers(&n.purpose)) {
         let (e, reasons) = match crate::audit::explain::explain_masked(db, Some(&st.app.rules), n).await {
@@ -696,7 +692,7 @@ pub async fn get_notices(State(st): State<ApiState>, headers: HeaderMap, Query(q
             draft_ref: n.draft_ref.clone(),
             headline: e.headline,
             explanation: e.lines,
-            why: super::pages::why_words(&reasons, lang, &name_of),
+            why: super::pages::why_words(&reasons, lang, &st.app.rules),
         });
     }
     Json(Notices { lang, notices }).into_response()

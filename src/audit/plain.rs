@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::Sealed;
 use super::trace::Via;
+use crate::consent;
 use crate::engine::RuleSet;
 use crate::engine::definitions::ConsentMode;
 use crate::engine::event_day;
@@ -191,7 +192,8 @@ pub(crate) const RECIPIENT_DIED: &str = "the recipient died";
 /// The reason a death ends the cases about the person who died.
 pub(crate) const SUBJECT_DIED: &str = "the person it is about died";
 const STAFF_PREFIX: &str = "cancelled by ";
-const IN_FLIGHT: &str = "withdrawn while handed to a gateway, not recalled: ";
+/// How the reason of a notice withdrawn while a gateway had it begins (the withdrawal's own reason follows).
+pub(crate) const IN_FLIGHT: &str = "withdrawn while handed to a gateway, not recalled: ";
 
 /// `… (type on YYYY-MM-DD)` at the end of a reason: the fact it names.
 fn fact_at_end(reason: &str) -> Option<Fact> {
@@ -362,9 +364,9 @@ pub fn reasons(n: &NoticeDetail, records: &[Sealed], rules: Option<&RuleSet>) ->
             out.push(Reason::Waiting { hold });
         }
         "suppressed" => {
-            if reason.starts_with("the recipient has died") {
+            if reason.starts_with(consent::RECIPIENT_DIED) {
                 out.push(Reason::RecipientDied);
-            } else if reason.starts_with("the recipient's consent allows no channel") {
+            } else if reason.starts_with(consent::NO_CHANNEL_CONSENTED) {
                 // Every usable channel was refused: say the refusals, once each.
                 let mut said: Vec<Reason> = Vec::new();
                 for s in &story {
@@ -389,7 +391,7 @@ pub fn reasons(n: &NoticeDetail, records: &[Sealed], rules: Option<&RuleSet>) ->
                     said.push(Reason::NotAllowed);
                 }
                 out.extend(said);
-            } else if reason.starts_with("no channel reaches the recipient") {
+            } else if reason.starts_with(consent::NO_CHANNEL_REACHES) {
                 out.push(Reason::Unreachable);
                 out.extend(story);
             } else {

@@ -9,6 +9,18 @@ pub use timing::QuietHours;
 use crate::engine::definitions::{ChannelName, ConsentMode, LifeSituation};
 use crate::engine::profile::Profile;
 
+/// A suppression's reason for a recipient who has died.
+pub const RECIPIENT_DIED: &str = "the recipient has died";
+/// How a suppression's reason begins when consent ruled out every usable channel.
+pub const NO_CHANNEL_CONSENTED: &str = "the recipient's consent allows no channel";
+/// How a suppression's reason begins when no channel reaches the recipient.
+pub const NO_CHANNEL_REACHES: &str = "no channel reaches the recipient";
+
+/// The suppression's reason when no channel reaches the recipient, with why each did not.
+pub fn unreachable_reason(why: &[String]) -> String {
+    format!("{NO_CHANNEL_REACHES} ({})", why.join("; "))
+}
+
 /// Where a notice goes, or why it goes nowhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -40,7 +52,7 @@ pub fn route(
 ) -> (Route, Vec<String>) {
     let mut why = Vec::new();
     if profile.is_some_and(Profile::is_deceased) {
-        return (Route::Suppress("the recipient has died".into()), why);
+        return (Route::Suppress(RECIPIENT_DIED.into()), why);
     }
     let mut order = ls.channels.clone();
     // The person's own order first, among the channels the situation uses.
@@ -105,9 +117,9 @@ pub fn route(
     let per_channel = |w: &&String| ["eaddress:", "email:", "sms:", "letter:"].iter().any(|c| w.starts_with(c));
     let usable = why.iter().filter(per_channel).filter(|w| !w.ends_with("not configured")).count();
     let reason = if refused > 0 && refused == usable {
-        format!("the recipient's consent allows no channel for \"{purpose}\" ({})", why.join("; "))
+        format!("{NO_CHANNEL_CONSENTED} for \"{purpose}\" ({})", why.join("; "))
     } else {
-        format!("no channel reaches the recipient ({})", why.join("; "))
+        unreachable_reason(&why)
     };
     (Route::Suppress(reason), why)
 }

@@ -289,7 +289,7 @@ impl Delivery {
                         parts.extend(
                             why.into_iter().filter(|w| !unreachable.iter().any(|(c, _)| w.starts_with(c.as_str()))),
                         );
-                        format!("no channel reaches the recipient ({})", parts.join("; "))
+                        crate::consent::unreachable_reason(&parts)
                     };
                     let now = self.clock.now_ms();
                     self.record(Attempt::new(&n.id, None, NoticeState::Suppressed, now).error(&reason), &tr).await?;

@@ -247,6 +247,13 @@ impl RuleSet {
     pub fn get(&self, id: &str, version: i64) -> Option<&LifeSituation> {
         self.situations.iter().find(|d| d.id == id && d.version == version)
     }
+
+    /// A life situation's name in `lang`, else in Latvian, else its id: for
+    /// the pages and the citizen API, which show it to people.
+    pub fn situation_name(&self, id: &str, lang: &str) -> String {
+        let d = self.situations.iter().find(|d| d.id == id);
+        d.and_then(|d| d.name.get(lang).or_else(|| d.name.get("lv")).cloned()).unwrap_or_else(|| id.to_string())
+    }
 }
 
 /// Reads the municipalities reference file, if there is one: `[[municipality]]`

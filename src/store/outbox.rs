@@ -354,7 +354,7 @@ impl Db {
                     });
                     entries.push(withdrawn_entry(&r, "notice.withdrawn", detail, now_ms)?);
                 }
-                let why = format!("withdrawn while handed to a gateway, not recalled: {reason}");
+                let why = format!("{}{reason}", crate::audit::plain::IN_FLIGHT);
                 for r in flying {
                     let (id, channel): (String, Option<String>) = (r.try_get("id")?, r.try_get("channel")?);
                     sqlx::query(

@@ -152,16 +152,6 @@ async fn target_of(
     Ok(session::resolve(key, &who.caller, h, &people).cloned().map(Some).ok_or(()))
 }
 
-fn life_situation_name(st: &ApiState, id: &str, lang: &str) -> String {
-    st.app
-        .rules
-        .situations
-        .iter()
-        .find(|d| d.id == id)
-        .and_then(|d| d.name.get(lang).or_else(|| d.name.get("lv")).cloned())
-        .unwrap_or_else(|| id.to_string())
-}
-
 fn channel_key(ch: Option<&str>) -> String {
     match ch {
         Some(c @ ("eaddress" | "email" | "sms" | "letter")) => format!("ch_{c}"),
@@ -213,7 +203,7 @@ pub(super) async fn home(State(st): State<ApiState>, headers: HeaderMap, Query(q
             (s, _) => s,
         };
         let entry = json!({
-            "what": life_situation_name(&st, n["life_situation"].as_str().unwrap_or(""), lang),
+            "what": st.app.rules.situation_name(n["life_situation"].as_str().unwrap_or(""), lang),
             "step": n["step"].as_str().unwrap_or("").replace('_', " "),
             "made_at": n["made_at"], "sent_at": n["sent_at"],
             "channel": channel_key(n["channel"].as_str()),
@@ -228,7 +218,7 @@ pub(super) async fn home(State(st): State<ApiState>, headers: HeaderMap, Query(q
     for p in consents["purposes"].as_array().into_iter().flatten() {
         let id = p["id"].as_str().unwrap_or("");
         let opt_in = p["mode"] == "opt-in";
-        let name = life_situation_name(&st, p["life_situation"].as_str().unwrap_or(id), lang);
+        let name = st.app.rules.situation_name(p["life_situation"].as_str().unwrap_or(id), lang);
         let record = |ch: Option<&str>| {
             records.iter().find(|r| r["purpose"] == id && r["channel"].as_str() == ch).and_then(|r| r["state"].as_str())
         };

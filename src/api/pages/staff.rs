@@ -130,15 +130,7 @@ async fn table(st: &ApiState, key: &str, chosen: &Chosen, view: &View, id: &str)
     let db = &st.app.db;
     let period = chosen.period();
     let lang = view.lang;
-    let name_of = |id: &str| {
-        st.app
-            .rules
-            .situations
-            .iter()
-            .find(|d| d.id == id)
-            .and_then(|d| d.name.get(lang).cloned())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let name_of = |id: &str| st.app.rules.situation_name(id, lang);
     Ok(Some(match id {
         "life-situations" => {
             // The life situations, as the staff API lists them.

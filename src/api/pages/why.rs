@@ -7,9 +7,10 @@ use chrono::{Datelike, NaiveDate};
 
 use super::i18n;
 use crate::audit::plain::{Hold, Reason, Skip, Whom};
+use crate::engine::RuleSet;
 
-/// The sentences of `reasons` in `lang` (one of [`i18n::LANGS`]); `name_of` names a life situation in `lang`.
-pub fn words(reasons: &[Reason], lang: &str, name_of: &dyn Fn(&str) -> String) -> Vec<String> {
+/// The sentences of `reasons` in `lang` (one of [`i18n::LANGS`]), life situations named as `rules` name them.
+pub fn words(reasons: &[Reason], lang: &str, rules: &RuleSet) -> Vec<String> {
     let texts = i18n::texts(lang);
     let t = |key: &str| texts.get(key).cloned().unwrap_or_else(|| key.to_string());
     let date = |d: NaiveDate| {
@@ -25,7 +26,7 @@ pub fn words(reasons: &[Reason], lang: &str, name_of: &dyn Fn(&str) -> String) -
     let channel = |ch: &str| t(&format!("ch_{ch}"));
     // The purpose's name is its life situation's: the one sentence that names it is about that situation.
     let situation = reasons.iter().find_map(|r| match r {
-        Reason::Situation { life_situation, .. } => Some(name_of(life_situation)),
+        Reason::Situation { life_situation, .. } => Some(rules.situation_name(life_situation, lang)),
         _ => None,
     });
     let situation = situation.unwrap_or_default();
@@ -197,11 +198,7 @@ mod tests {
     fn said(n: &NoticeDetail, records: &[Sealed]) -> [Vec<String>; 3] {
         let r = reasons(n, records, Some(rules()));
         ["lv", "en", "ru"].map(|lang| {
-            let name_of = |id: &str| {
-                let d = rules().situations.iter().find(|d| d.id == id).unwrap();
-                d.name[lang].clone()
-            };
-            let lines = words(&r, lang, &name_of);
+            let lines = words(&r, lang, rules());
             for l in &lines {
                 assert_eq!(crate::mask::mask_codes_in(l), *l, "{lang}: no personal code in {l:?}");
                 for secret in [MOTHER, CHILD, "PMLP-2026-000123", "rule", "birth.registered", "{", "why_"] {
