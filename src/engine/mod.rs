@@ -20,9 +20,10 @@ mod evaluate;
 pub use evaluate::{BatchInput, EvalContext, case_id, evaluate_batch, evaluate_timers, event_day, notice_id};
 pub use ruleset::{LiveRules, RuleSet};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use tracing::{Instrument, info_span};
 
 use crate::clock::Clock;
@@ -211,10 +212,78 @@ impl Engine {
     /// come, in due order, committed with the cases' new plans in one
     /// transaction. Returns what it did (no timers when none is due).
     pub async fn run_due_timers(&self) -> Result<BatchReport> {
-        let now = self.clock.now();
-        let cases = self.db.due_cases(now.timestamp_millis(), self.batch_size as i64).await?;
-        if cases.is_empty() {
+        let Some(p) = self.prepare_timers(&HashMap::new()).await? else {
             return Ok(BatchReport::default());
+        };
+        self.db.commit_batch(&p.write, p.now_ms, &self.audit).await?;
+        log_timers(&p.report);
+        Ok(p.report)
+    }
+
+    /// Fires every timer due now, batch after batch (see [`Engine::fire_through`]).
+    pub async fn fire_due(&self) -> Result<BatchReport> {
+        self.fire_through([self.clock.now()]).await
+    }
+
+    /// Moves the clock to each of `moments` in turn (a virtual clock only
+    /// goes forward; the system clock ignores it) and fires every timer due
+    /// then, in due order. Batches are pipelined as events are: the next one,
+    /// of the same moment or the next, is read and evaluated while the
+    /// previous one commits, from the plans that batch gave its cases.
+    pub async fn fire_through(&self, moments: impl IntoIterator<Item = DateTime<Utc>>) -> Result<BatchReport> {
+        self.fire_through_or(moments, &|| false).await
+    }
+
+    /// [`Engine::fire_through`] until `stop` says so, between batches.
+    async fn fire_through_or(
+        &self,
+        moments: impl IntoIterator<Item = DateTime<Utc>>,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<BatchReport> {
+        let mut total = BatchReport::default();
+        let mut carry: HashMap<String, Case> = HashMap::new();
+        let mut inflight: Option<tokio::task::JoinHandle<Result<BatchReport>>> = None;
+        for at in moments {
+            self.clock.set(at);
+            loop {
+                // When nothing more is due now, the batch in flight goes on
+                // committing while the next moment's batch is read; it is
+                // awaited before any other commit starts.
+                let next = if stop() { None } else { self.prepare_timers(&carry).await? };
+                let Some(p) = next else { break };
+                if let Some(h) = inflight.take() {
+                    total += h.await??;
+                }
+                carry = p.write.cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
+                let (db, audit) = (self.db.clone(), self.audit.clone());
+                inflight = Some(tokio::spawn(async move {
+                    db.commit_batch(&p.write, p.now_ms, &audit).await?;
+                    log_timers(&p.report);
+                    Ok(p.report)
+                }));
+            }
+        }
+        if let Some(h) = inflight {
+            total += h.await??;
+        }
+        Ok(total)
+    }
+
+    /// Reads and evaluates the next batch of cases due now without writing;
+    /// `carry` holds the cases the batch still being committed changed: the
+    /// store still shows their old due times, so their new plans decide.
+    async fn prepare_timers(&self, carry: &HashMap<String, Case>) -> Result<Option<Prepared>> {
+        let now = self.clock.now();
+        let now_ms = now.timestamp_millis();
+        let stored = self.db.due_cases(now_ms, (self.batch_size + carry.len()) as i64).await?;
+        let cases: Vec<Case> = stored
+            .into_iter()
+            .map(|c| carry.get(&c.id).cloned().unwrap_or(c))
+            .filter(|c| c.next_due().is_some_and(|t| t <= now_ms))
+            .take(self.batch_size)
+            .collect();
+        if cases.is_empty() {
+            return Ok(None);
         }
         let seqs: Vec<i64> = cases.iter().map(|c| c.trigger_seq).collect();
         let triggers = self.db.events_by_seq(&seqs).await?;
@@ -226,20 +295,14 @@ impl Engine {
         let input = BatchInput { profiles, cases, triggers, ..BatchInput::default() };
         let ctx = EvalContext { rules: self.rules.get(), now };
         let (write, report) = tokio::task::spawn_blocking(move || evaluate_timers(&ctx, input)).await?;
-        self.db.commit_batch(&write, now.timestamp_millis(), &self.audit).await?;
-        tracing::info!(cases = report.timers, notices = report.notices, errors = report.errors, "timers fired");
-        Ok(report)
+        Ok(Some(Prepared { write, report, last_seq: 0, now_ms }))
     }
 
     /// Processes pending events, then due timers, until neither is left.
     pub async fn run_all_due(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<BatchReport> {
         let mut total = self.run_until_idle_or(stop).await?;
-        while !stop() {
-            let r = self.run_due_timers().await?;
-            if r.timers == 0 {
-                break;
-            }
-            total += r;
+        if !stop() {
+            total += self.fire_through_or([self.clock.now()], stop).await?;
         }
         Ok(total)
     }
@@ -323,6 +386,10 @@ struct Prepared {
     report: BatchReport,
     last_seq: i64,
     now_ms: i64,
+}
+
+fn log_timers(r: &BatchReport) {
+    tracing::info!(cases = r.timers, notices = r.notices, errors = r.errors, "timers fired");
 }
 
 fn log_batch(r: &BatchReport) {

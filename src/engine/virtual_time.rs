@@ -44,7 +44,7 @@ pub(crate) async fn fire_until(
             clock.set(crate::clock::from_ms(next));
         }
         due.take(db, clock.now_ms()).await?;
-        let r = engine.run_due_timers().await?;
+        let r = engine.fire_due().await?;
         engine.run_until_idle().await?;
         if r.timers == 0 {
             break;

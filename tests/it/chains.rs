@@ -572,27 +572,7 @@ rule = "remind.rhai"
 /// a batch that saw only part of what the one before it carried shows here.
 #[tokio::test]
 async fn a_backlog_in_larger_batches_ends_as_in_small_ones() {
-    use proactive::tools::population::{PopulationSpec, write_jsonl};
-    let rules = Arc::new(proactive::tools::simulate::load_rules_dir(&support::root()).unwrap());
-    let start = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-    let mut purposes: Vec<String> =
-        rules.situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
-    purposes.sort();
-    purposes.dedup();
-    let spec = PopulationSpec { people: 300, seed: 7, start, purposes };
-    let mut buf = Vec::new();
-    write_jsonl(&spec, &mut buf, &mut |_| {}).unwrap();
-    let records: Vec<RawRecord> = String::from_utf8(buf)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| RawRecord { location: format!("population:{}", i + 2), text: l.to_string() })
-        .collect();
-    let declared = {
-        let r = rules.clone();
-        move |p: &str| r.declares_purpose(p)
-    };
+    let (rules, records, declared) = population(300, 7);
     let clock = Clock::manual(DateTime::parse_from_rfc3339("2026-12-01T09:00:00+02:00").unwrap().to_utc());
     for (small, large) in support::stores().await.into_iter().zip(support::stores().await) {
         let mut seen = Vec::new();
@@ -611,20 +591,97 @@ async fn a_backlog_in_larger_batches_ends_as_in_small_ones() {
                 Some(n) => 1 + (stored.accepted - 7).div_ceil(n),
             };
             assert_eq!(r.batches, expected, "{}: {} events, backlog batch {backlog:?}", t.name, stored.accepted);
-            let mut cases = t.db.all_cases().await.unwrap();
-            cases.sort_by(|a, b| a.id.cmp(&b.id));
-            let cases: Vec<String> = cases.iter().map(|c| format!("{c:?}")).collect();
-            let mut notices: Vec<String> =
-                t.db.notices_of(None).await.unwrap().iter().map(|n| serde_json::to_string(n).unwrap()).collect();
-            notices.sort();
-            let mut drafts: Vec<String> =
-                t.db.all_drafts().await.unwrap().iter().map(|d| format!("{}:{}", d.reference, d.fields)).collect();
-            drafts.sort();
-            assert!(cases.len() > 100, "{}: the population started {} cases", t.name, cases.len());
-            seen.push((cases, notices, drafts));
+            let state = store_state(&t.db).await;
+            assert!(state.0.len() > 100, "{}: the population started {} cases", t.name, state.0.len());
+            seen.push(state);
         }
         assert!(seen[0] == seen[1], "{}: the backlog in larger batches ended otherwise", small.name);
         small.cleanup().await;
         large.cleanup().await;
     }
+}
+
+/// A year fired day by day with [`Engine::fire_through`] — the next batch,
+/// of the same day or the next, read and evaluated while the one before it
+/// commits — ends exactly as the same year fired one batch at a time with
+/// every commit awaited. Batches of 3 cases make several a day, so a batch
+/// read while its predecessor's plans are not yet in the store shows here.
+#[tokio::test]
+async fn a_year_fired_pipelined_ends_as_fired_batch_by_batch() {
+    let (rules, records, declared) = population(300, 11);
+    let start = DateTime::parse_from_rfc3339("2026-12-01T09:00:00+02:00").unwrap().to_utc();
+    let days = || (1..=365).map(move |d| start + Duration::days(d));
+    for (serial, pipelined) in support::stores().await.into_iter().zip(support::stores().await) {
+        let mut seen = Vec::new();
+        for (t, pipelining) in [(&serial, false), (&pipelined, true)] {
+            let clock = Clock::manual(start);
+            ingest_records(&t.db, None, &records, &declared, None, clock.now_ms()).await.unwrap();
+            let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 3);
+            engine.run_until_idle().await.unwrap();
+            let fired = if pipelining {
+                engine.fire_through(days()).await.unwrap()
+            } else {
+                let mut total = proactive::engine::BatchReport::default();
+                for day in days() {
+                    clock.set(day);
+                    loop {
+                        let r = engine.run_due_timers().await.unwrap();
+                        if r.timers == 0 {
+                            break;
+                        }
+                        total += r;
+                    }
+                }
+                total
+            };
+            assert_eq!(fired.errors, 0, "{}", t.name);
+            assert!(fired.steps > 20, "{}: a year fired only {} steps", t.name, fired.steps);
+            assert!(fired.batches > 20, "{}: a year fired in only {} batches", t.name, fired.batches);
+            assert!(t.db.pending_timer_count().await.unwrap() > 0, "{}: later years still wait", t.name);
+            seen.push((store_state(&t.db).await, fired.steps, fired.notices));
+        }
+        assert!(seen[0] == seen[1], "{}: the year fired pipelined ended otherwise", serial.name);
+        serial.cleanup().await;
+        pipelined.cleanup().await;
+    }
+}
+
+/// The shipped rules and a generated population's history as records.
+fn population(people: usize, seed: u64) -> (Arc<RuleSet>, Vec<RawRecord>, impl Fn(&str) -> bool) {
+    use proactive::tools::population::{PopulationSpec, write_jsonl};
+    let rules = Arc::new(proactive::tools::simulate::load_rules_dir(&support::root()).unwrap());
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let mut purposes: Vec<String> =
+        rules.situations.iter().flat_map(|d| d.purposes.iter().map(|p| p.id.clone())).collect();
+    purposes.sort();
+    purposes.dedup();
+    let spec = PopulationSpec { people, seed, start, purposes };
+    let mut buf = Vec::new();
+    write_jsonl(&spec, &mut buf, &mut |_| {}).unwrap();
+    let records: Vec<RawRecord> = String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| RawRecord { location: format!("population:{}", i + 2), text: l.to_string() })
+        .collect();
+    let declared = {
+        let r = rules.clone();
+        move |p: &str| r.declares_purpose(p)
+    };
+    (rules, records, declared)
+}
+
+/// Every case (with its plan), notice and draft in the store, each sorted, for comparing runs.
+async fn store_state(db: &Db) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut cases = db.all_cases().await.unwrap();
+    cases.sort_by(|a, b| a.id.cmp(&b.id));
+    let cases: Vec<String> = cases.iter().map(|c| format!("{c:?}")).collect();
+    let mut notices: Vec<String> =
+        db.notices_of(None).await.unwrap().iter().map(|n| serde_json::to_string(n).unwrap()).collect();
+    notices.sort();
+    let mut drafts: Vec<String> =
+        db.all_drafts().await.unwrap().iter().map(|d| format!("{}:{}", d.reference, d.fields)).collect();
+    drafts.sort();
+    (cases, notices, drafts)
 }
