@@ -255,12 +255,8 @@ impl Engine {
                     total += h.await??;
                 }
                 carry = p.write.cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
-                let (db, audit) = (self.db.clone(), self.audit.clone());
-                inflight = Some(tokio::spawn(async move {
-                    db.commit_batch(&p.write, p.now_ms, &audit).await?;
-                    log_timers(&p.report);
-                    Ok(p.report)
-                }));
+                let span = info_span!("engine.timers", cases = p.report.timers);
+                inflight = Some(self.commit_behind(p, span, log_timers));
             }
         }
         if let Some(h) = inflight {
@@ -358,17 +354,30 @@ impl Engine {
                     })
                     .collect(),
             };
-            let (db, audit) = (self.db.clone(), self.audit.clone());
             let span = info_span!("engine.batch", events = p.report.events, last_seq = p.last_seq);
-            inflight = Some(tokio::spawn(
-                async move {
-                    db.commit_batch(&p.write, p.now_ms, &audit).await?;
-                    log_batch(&p.report);
-                    Ok(p.report)
-                }
-                .instrument(span),
-            ));
+            inflight = Some(self.commit_behind(p, span, log_batch));
         }
+    }
+}
+
+impl Engine {
+    /// Commits `p` on a task of its own, so that the next batch can be read
+    /// and evaluated meanwhile; `log` reports it once it is in.
+    fn commit_behind(
+        &self,
+        p: Prepared,
+        span: tracing::Span,
+        log: fn(&BatchReport),
+    ) -> tokio::task::JoinHandle<Result<BatchReport>> {
+        let (db, audit) = (self.db.clone(), self.audit.clone());
+        tokio::spawn(
+            async move {
+                db.commit_batch(&p.write, p.now_ms, &audit).await?;
+                log(&p.report);
+                Ok(p.report)
+            }
+            .instrument(span),
+        )
     }
 }
 
