@@ -1039,18 +1039,9 @@ pub async fn submit_draft(State(st): State<ApiState>, headers: HeaderMap, Path(p
     if let Err(r) = still_open(&d, now) {
         return r;
     }
-    let mut data = json!({ "service_id": d.service_id, "draft_ref": d.reference });
-    if !acting.for_self() {
-        data["acted_by"] = json!({ "code": acting.caller, "as": acting.relation });
-    }
-    // One id per draft: a submission sent again after a lost answer is the same event.
-    let event = match api_event(&st, format!("submit-{}", d.reference), "application.submitted", &d.applicant, data) {
-        Ok(e) => e,
+    let stored = match record_decision(&st, &acting, &d, "submit", "application.submitted").await {
+        Ok(s) => s,
         Err(r) => return r,
-    };
-    let stored = match st.writer.store(vec![event], Vec::new()).await {
-        Ok(s) => s[0],
-        Err(e) => return unavailable(&e),
     };
     // The event is durable first; if this status change is lost, sending the
     // submission again finds the draft still open and the event a duplicate.
@@ -1078,10 +1069,33 @@ pub async fn submit_draft(State(st): State<ApiState>, headers: HeaderMap, Path(p
         .into_response()
 }
 
+/// Stores the event of a person's decision on a draft (the service, the
+/// draft, and who acted when a representative did), durably, before the
+/// draft's status changes. One id per draft and decision: a request sent
+/// again after a lost answer is the same event.
+async fn record_decision(
+    st: &ApiState,
+    acting: &Acting,
+    d: &DraftInfo,
+    id_prefix: &str,
+    event_type: &str,
+) -> Result<crate::store::Stored, Response> {
+    let mut data = json!({ "service_id": d.service_id, "draft_ref": d.reference });
+    if !acting.for_self() {
+        data["acted_by"] = json!({ "code": acting.caller, "as": acting.relation });
+    }
+    let event = api_event(st, format!("{id_prefix}-{}", d.reference), event_type, &d.applicant, data)?;
+    match st.writer.store(vec![event], Vec::new()).await {
+        Ok(s) => Ok(s[0]),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
 /// Declines a draft.
 #[utoipa::path(post, path = "/api/v1/me/drafts/{reference}/decline", tag = "citizens", params(DraftPath),
     responses(
-        (status = 200, description = "Declined (recorded in the audit log)", body = Draft),
+        (status = 200, description = "Declined: recorded as `application.declined` (durably), which stops the case's \
+                                      reminders about it, and in the audit log", body = Draft),
         (status = 401, description = "No, a bad or an expired token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a draft of the caller or of anyone they represent (or no such draft)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Submitted, declined or expired already", body = Problem, content_type = "application/problem+json"),
@@ -1097,7 +1111,13 @@ pub async fn decline_draft(State(st): State<ApiState>, headers: HeaderMap, Path(
     if let Err(r) = still_open(&d, now) {
         return r;
     }
-    let entry = draft_entry(&st, "citizen.draft_declined", &acting, &d, json!({}));
+    // Recorded in the log like a submission, so that the case's reminders
+    // about this application stop: the person has said no.
+    let stored = match record_decision(&st, &acting, &d, "decline", "application.declined").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let entry = draft_entry(&st, "citizen.draft_declined", &acting, &d, json!({ "event_seq": stored.seq }));
     match st.app.db.decide_draft(&d.reference, "declined", &st.app.audit, entry, now).await {
         Ok(true) => {
             let d = DraftInfo { status: "declined".into(), status_at: Some(now), ..d };

@@ -264,10 +264,10 @@ impl<'a> Eval<'a> {
     /// by an application from a draft's applicant for that draft's service.
     fn concerned(&self, e: &EventRow) -> Vec<(String, bool)> {
         let mut out: Vec<(String, bool)> = Vec::new();
-        let mut add = |id: &String, by_subject: bool| {
-            if !out.iter().any(|(x, _)| x == id) {
-                out.push((id.clone(), by_subject));
-            }
+        // Found by subject only while no draft of the case names it too.
+        let mut add = |id: &String, by_subject: bool| match out.iter_mut().find(|(x, _)| x == id) {
+            Some((_, s)) => *s &= by_subject,
+            None => out.push((id.clone(), by_subject)),
         };
         for id in self.open_by_subject.get(&e.subject).into_iter().flatten() {
             add(id, true);
@@ -326,6 +326,14 @@ impl<'a> Eval<'a> {
             if let Some(k) = cancel {
                 let reason = plain::ended_reason(&k.reason, &e.event_type, event_day(e.occurred_at));
                 self.end_case(&id, &reason);
+                continue;
+            }
+            // An application found by its applicant alone is about this case
+            // only if it is for one of the life situation's services: a
+            // pensioner's application for something else keeps the pension
+            // reminder. One found by the case's own drafts always is.
+            let service = e.data.get("service_id").and_then(|v| v.as_str());
+            if by_subject && service.is_some_and(|s| !d.services.iter().any(|x| x == s)) {
                 continue;
             }
             let mut changed = false;

@@ -268,6 +268,9 @@ const EVENT_TYPES: &[EventSpec] = &[
     // any agency
     spec("application.submitted", S::Either, APPLICATION),
     spec("benefit.granted", S::Either, BENEFIT),
+    // The engine's own, from the citizen API: the person said no to a
+    // prefilled draft, so the reminders about it stop as a submission's do.
+    spec("application.declined", S::Either, APPLICATION),
     // any source
     spec("change.annulled", S::Either, ANNULLED),
 ];
@@ -587,9 +590,10 @@ mod tests {
     #[test]
     fn table_has_every_contract_type_once() {
         let types: Vec<_> = known_event_types().collect();
-        // CONTRACTS.md §1's 30, and the engine's own preferences.declared.
-        assert_eq!(types.len(), 31);
+        // CONTRACTS.md §1's 30, and the engine's own preferences.declared and application.declined.
+        assert_eq!(types.len(), 32);
         assert!(types.contains(&"preferences.declared"));
+        assert!(types.contains(&"application.declined"));
         let unique: std::collections::HashSet<_> = types.iter().collect();
         assert_eq!(unique.len(), types.len());
         for spec in EVENT_TYPES {

@@ -598,6 +598,17 @@ async fn submitting_a_draft_stops_the_reminders_and_answers_with_a_receipt() {
         assert_eq!(declined["status"], "declined", "{declined}");
         let again = s.send(Method::POST, &format!("/api/v1/me/drafts/{his}/decline"), Some(&dad), None).await;
         assert_eq!(problem(again).await.0, 409);
+        // The decline is in the log, as the submission is, for the engine to act on.
+        let records = s.app.db.audit_of_subject(&s.app.audit.pseudonym(FATHER)).await.unwrap();
+        let rec = records.iter().find(|r| r.kind == "citizen.draft_declined").expect("the decline is audited");
+        let rec: Value = serde_json::from_str(&rec.record).unwrap();
+        let seq = rec["detail"]["event_seq"].as_i64().expect("the audit record names the event");
+        let ev = &s.app.db.events_by_seq(&[seq]).await.unwrap()[0];
+        assert_eq!(
+            (ev.source.as_str(), ev.event_type.as_str(), ev.subject.as_str()),
+            ("api", "application.declined", FATHER)
+        );
+        assert_eq!(ev.data["draft_ref"], his.as_str());
 
         // The engine takes the application: the case's reminder step is dropped …
         s.process().await;

@@ -423,11 +423,12 @@ mod tests {
     }
 
     #[test]
-    fn every_fact_a_definition_starts_or_ends_a_case_on_has_its_words() {
+    fn every_fact_a_definition_starts_ends_or_skips_on_has_its_words() {
         let texts = super::i18n::texts("en");
         for d in &rules().situations {
             let cancels = d.cancel.iter().flat_map(|c| c.events.iter());
-            for ty in d.trigger.events.iter().chain(cancels) {
+            let unless = d.steps.iter().flat_map(|s| s.unless.iter());
+            for ty in d.trigger.events.iter().chain(cancels).chain(unless) {
                 assert!(texts.contains_key(&format!("why_ev_{}", ty.replace('.', "_"))), "{}: {ty}", d.id);
             }
         }
