@@ -123,13 +123,24 @@ impl Engine {
         let mut input = BatchInput::default();
         let named: Vec<&crate::events::EventRow> = events.iter().chain(&annulled).collect();
         input.profiles = self.profiles_with_relatives(evaluate::codes_named(named.iter().copied()), carry).await?;
-
-        let mut case_ids = evaluate::candidate_cases(&rules, now.timestamp_millis(), named.iter().copied());
+        // Every case's subject has a stored profile (the batch that made the
+        // case wrote it), so an event about a subject the store and the batch
+        // in flight know nothing of has no case to find: in a backfill, most
+        // (a newborn's birth, a new company) are such, and their lookups of
+        // would-be case ids were the larger part of reading a batch.
+        let known: HashSet<String> = input.profiles.iter().map(|p| p.subject.clone()).collect();
+        let mut case_ids = evaluate::candidate_cases(
+            &rules,
+            now.timestamp_millis(),
+            named.iter().copied().filter(|e| known.contains(&e.subject)),
+        );
         let listened: Vec<&crate::events::EventRow> =
             events.iter().filter(|e| rules.is_listened(&e.event_type)).collect();
         let mut cases = Vec::new();
         if !listened.is_empty() {
-            let subjects: Vec<String> = listened.iter().map(|e| e.subject.clone()).collect();
+            // A draft's applicant need not be a case's subject: drafts are looked up for every event.
+            let subjects: Vec<String> =
+                listened.iter().filter(|e| known.contains(&e.subject)).map(|e| e.subject.clone()).collect();
             cases.extend(self.db.open_cases_of(&subjects).await?);
             let wanted: HashSet<&String> = subjects.iter().collect();
             cases.extend(

@@ -61,3 +61,44 @@ async fn readiness_knows_whether_the_schema_is_this_versions() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn cases_made_before_0013_get_their_subjects_profile() {
+    use proactive::engine::profile::ProfileKind;
+    // A company first heard of at its liquidation, and a person with a profile already.
+    const COMPANY: &str = "40003123453";
+    const PERSON: &str = "150394-11002";
+    for t in support::stores().await {
+        let db = proactive::store::Db::connect(&t.url, 1).await.unwrap();
+        let setup = [
+            "DELETE FROM _sqlx_migrations WHERE version = 13".to_string(),
+            format!(
+                "INSERT INTO cases (id, life_situation, version, subject, fact, trigger_seq, created_at, updated_at) \
+                 VALUES ('c1', 'company_liquidation', 1, '{COMPANY}', '{COMPANY}', 1, 0, 0), \
+                        ('c2', 'marriage', 1, '{PERSON}', '{PERSON}', 2, 0, 0)"
+            ),
+            format!(
+                "INSERT INTO profiles (subject, kind, doc, updated_at) \
+                 VALUES ('{PERSON}', 'person', '{{\"subject\":\"{PERSON}\",\"kind\":\"person\",\"given_name\":\"Anna\"}}', 5)"
+            ),
+        ];
+        for sql in setup {
+            match &db {
+                proactive::store::Db::Sqlite(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ()),
+                proactive::store::Db::Postgres(p) => {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ())
+                }
+            }
+            .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+        }
+        t.db.migrate().await.unwrap_or_else(|e| panic!("{}: 0013 failed: {e:#}", t.name));
+        let mut got = t.db.load_profiles(&[COMPANY.to_string(), PERSON.to_string()]).await.unwrap();
+        got.sort_by(|a, b| a.subject.cmp(&b.subject));
+        assert_eq!(got.len(), 2, "{}: {got:?}", t.name);
+        let (person, company) = (&got[0], &got[1]);
+        assert_eq!((company.subject.as_str(), company.kind), (COMPANY, ProfileKind::Company), "{}", t.name);
+        assert_eq!(person.given_name.as_deref(), Some("Anna"), "{}: an existing profile is left as it was", t.name);
+        db.close().await;
+        t.cleanup().await;
+    }
+}
