@@ -4,9 +4,7 @@
 -- profile (a company's liquidation with no registration before it), get an
 -- empty profile here so they are still found.
 INSERT INTO profiles (subject, kind, doc, updated_at)
-SELECT DISTINCT c.subject,
-       CASE WHEN c.subject LIKE '%-%' THEN 'person' ELSE 'company' END,
-       json_build_object('subject', c.subject, 'kind', CASE WHEN c.subject LIKE '%-%' THEN 'person' ELSE 'company' END)::text,
-       0
-FROM cases c
-WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.subject = c.subject);
+SELECT subject, kind, json_build_object('subject', subject, 'kind', kind)::text, 0
+FROM (SELECT DISTINCT c.subject, CASE WHEN c.subject LIKE '%-%' THEN 'person' ELSE 'company' END AS kind
+      FROM cases c
+      WHERE NOT EXISTS (SELECT 1 FROM profiles p WHERE p.subject = c.subject)) AS missing;

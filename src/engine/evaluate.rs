@@ -437,11 +437,12 @@ impl<'a> Eval<'a> {
         };
         self.index_case(case);
         self.touch(&cid);
-        // A case's subject always has a stored profile, even when this event
-        // changed nothing in it: the engine skips looking for cases of
-        // subjects it has no profile of.
-        self.profile_mut(&e.subject);
-        self.dirty.insert(e.subject.clone());
+        // A case's subject always has a stored profile (update_profiles made
+        // it), even when this event changed nothing in it: the engine skips
+        // looking for cases of subjects it has no profile of.
+        if !self.dirty.contains(&e.subject) {
+            self.dirty.insert(e.subject.clone());
+        }
         self.report.cases += 1;
         if too_old && !starts_now.is_empty() {
             let detail = format!(

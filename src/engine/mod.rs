@@ -128,11 +128,11 @@ impl Engine {
         // in flight know nothing of has no case to find: in a backfill, most
         // (a newborn's birth, a new company) are such, and their lookups of
         // would-be case ids were the larger part of reading a batch.
-        let known: HashSet<String> = input.profiles.iter().map(|p| p.subject.clone()).collect();
+        let known: HashSet<&str> = input.profiles.iter().map(|p| p.subject.as_str()).collect();
         let mut case_ids = evaluate::candidate_cases(
             &rules,
             now.timestamp_millis(),
-            named.iter().copied().filter(|e| known.contains(&e.subject)),
+            named.iter().copied().filter(|e| known.contains(e.subject.as_str())),
         );
         let listened: Vec<&crate::events::EventRow> =
             events.iter().filter(|e| rules.is_listened(&e.event_type)).collect();
@@ -140,7 +140,7 @@ impl Engine {
         if !listened.is_empty() {
             // A draft's applicant need not be a case's subject: drafts are looked up for every event.
             let subjects: Vec<String> =
-                listened.iter().filter(|e| known.contains(&e.subject)).map(|e| e.subject.clone()).collect();
+                listened.iter().filter(|e| known.contains(e.subject.as_str())).map(|e| e.subject.clone()).collect();
             cases.extend(self.db.open_cases_of(&subjects).await?);
             let wanted: HashSet<&String> = subjects.iter().collect();
             cases.extend(

@@ -10,6 +10,16 @@ fn type_class(t: &str) -> &'static str {
     }
 }
 
+/// Runs one statement of test set-up on either store, failing the test on an error.
+async fn exec(db: &proactive::store::Db, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match db {
+        proactive::store::Db::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        proactive::store::Db::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{}: {e}", db.kind()));
+}
+
 #[tokio::test]
 async fn sqlite_and_postgres_migrations_define_the_same_columns() {
     let sqlite = support::sqlite().await;
@@ -42,20 +52,7 @@ async fn readiness_knows_whether_the_schema_is_this_versions() {
         let url = t.url.clone();
         // An older schema: the newest migration not applied.
         let db = proactive::store::Db::connect(&url, 1).await.unwrap();
-        match &db {
-            proactive::store::Db::Sqlite(p) => {
-                sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
-                    .execute(p)
-                    .await
-                    .unwrap();
-            }
-            proactive::store::Db::Postgres(p) => {
-                sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
-                    .execute(p)
-                    .await
-                    .unwrap();
-            }
-        }
+        exec(&db, "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)").await;
         assert!(!t.db.migrations_current().await, "{}: a migration is missing", t.name);
         db.close().await;
         t.cleanup().await;
@@ -82,14 +79,8 @@ async fn cases_made_before_0013_get_their_subjects_profile() {
                  VALUES ('{PERSON}', 'person', '{{\"subject\":\"{PERSON}\",\"kind\":\"person\",\"given_name\":\"Anna\"}}', 5)"
             ),
         ];
-        for sql in setup {
-            match &db {
-                proactive::store::Db::Sqlite(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ()),
-                proactive::store::Db::Postgres(p) => {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ())
-                }
-            }
-            .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+        for sql in &setup {
+            exec(&db, sql).await;
         }
         t.db.migrate().await.unwrap_or_else(|e| panic!("{}: 0013 failed: {e:#}", t.name));
         let mut got = t.db.load_profiles(&[COMPANY.to_string(), PERSON.to_string()]).await.unwrap();
