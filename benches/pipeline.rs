@@ -3,7 +3,8 @@
 //!
 //! Run it as `cargo bench --bench pipeline` (N = 200,000 by default; set
 //! `PIPELINE_EVENTS=50000`, or pass the number as an argument after `--`).
-//! `PIPELINE_STAGES=0` skips the optional "each stage alone" phase.
+//! `PIPELINE_STAGES=0` skips the optional "each stage alone" phase;
+//! `PIPELINE_KEEP=1` keeps the SQLite files for a look with `sqlite3`.
 //!
 //! What it measures, in one process, each phase on a fresh, migrated SQLite
 //! file (WAL, the pragmas of `Db::open`) in a temporary folder:
@@ -146,6 +147,9 @@ async fn run(n: usize, stages: bool) -> Result<()> {
          peak_mb={peak_mb:.1}",
         ceiling_events_per_s / e2e_rate
     );
+    if std::env::var_os("PIPELINE_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     Ok(())
 }
 

@@ -438,6 +438,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A virtual clock resumes where the store's latest record left it, not at
+/// its configured start, so a command run between rehearsal sessions sees
+/// the rehearsal's today.
+async fn resume_clock(cfg: &Config, clock: &crate::clock::Clock, db: &crate::store::Db) -> Result<()> {
+    if cfg.clock.start.is_some()
+        && let Some(last) = db.last_seen_ms().await?
+    {
+        clock.set(crate::clock::from_ms(last));
+    }
+    Ok(())
+}
+
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Demo { dir } = &cli.command {
@@ -676,11 +688,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Cases { command: CasesCommand::Cancel { id, reason, by } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
-            if cfg.clock.start.is_some()
-                && let Some(last) = db.last_seen_ms().await?
-            {
-                clock.set(crate::clock::from_ms(last));
-            }
+            resume_clock(&cfg, &clock, &db).await?;
             let audit = crate::audit::Audit::from_config(&cfg.audit)?;
             let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "an operator".into());
             let c = crate::audit::commands::cancel_case(&db, &audit, &id, &reason, &by, clock.now_ms()).await?;
@@ -691,7 +699,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Cases { command: CasesCommand::Show { subject } } => {
             let db = crate::store::Db::open(&cfg.database.url, cfg.database.max_connections).await?;
-            crate::engine::commands::show_cases(&db, &subject).await?;
+            resume_clock(&cfg, &clock, &db).await?;
+            let rules = crate::app::load_rules(&cfg).ok();
+            crate::engine::commands::show_cases(&db, rules.as_ref(), &subject, clock.now_ms()).await?;
         }
         Command::Outbox { command: OutboxCommand::Replay { ids, all_dead } } => {
             if ids.is_empty() && !all_dead {

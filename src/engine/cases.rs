@@ -77,6 +77,29 @@ pub struct Case {
 }
 
 impl Case {
+    /// A new open case of `d` started by the event `e` with its plan.
+    pub fn started(
+        d: &LifeSituation,
+        e: &crate::events::EventRow,
+        fact: String,
+        anchor: Option<NaiveDate>,
+        plan: BTreeMap<String, PlanEntry>,
+    ) -> Case {
+        Case {
+            id: super::evaluate::case_id(&d.id, &e.subject, &fact),
+            life_situation: d.id.clone(),
+            version: d.version,
+            subject: e.subject.clone(),
+            fact,
+            state: OPEN.into(),
+            trigger_seq: e.seq,
+            started_at: e.occurred_at,
+            anchor,
+            plan,
+            closed_reason: None,
+        }
+    }
+
     /// The earliest due time of a pending step: what the timer index holds.
     pub fn next_due(&self) -> Option<i64> {
         if self.state != OPEN {
@@ -169,6 +192,27 @@ pub fn plan_steps(
         plan.insert(s.id.clone(), PlanEntry { due, state, at, why });
     }
     plan
+}
+
+/// The earliest due time of a plan's pending steps.
+pub fn first_pending(plan: &BTreeMap<String, PlanEntry>) -> Option<i64> {
+    plan.values().filter(|e| e.state == StepState::Pending).map(|e| e.due).min()
+}
+
+/// How far after its anchor date each dated step falls, as of `day`
+/// (parameters change with the law): the nearest and the farthest, in days,
+/// and the longest grace, for finding whose steps fall in a window of time.
+pub fn anchor_reach(d: &LifeSituation, day: NaiveDate) -> Option<(i64, i64, i64)> {
+    let midnight = riga_ms(day, chrono::NaiveTime::MIN);
+    let offsets: Vec<i64> = d
+        .steps
+        .iter()
+        .filter(|s| s.at.is_some())
+        .filter_map(|s| due_of(d, s, 0, Some(day), day).ok())
+        .map(|due| (due - midnight).div_euclid(86_400_000))
+        .collect();
+    let grace = d.steps.iter().filter(|s| s.at.is_some()).map(|s| grace_ms(s) / 86_400_000).max()?;
+    Some((*offsets.iter().min()?, *offsets.iter().max()?, grace))
 }
 
 /// A duration as people say it: "90 days", else humantime's spelling.

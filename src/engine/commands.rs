@@ -94,13 +94,31 @@ pub async fn rules(cfg: &Config, command: RulesCommand) -> Result<ExitCode> {
     }
 }
 
-/// Prints a subject's cases with their plans: what ran, what waits, what was dropped and why.
-pub async fn show_cases(db: &Db, subject: &str) -> Result<()> {
+/// Prints a subject's cases with their plans: what ran, what waits, what was
+/// dropped and why; then, with the rule set, the birth-date life situations
+/// whose case is still to open.
+pub async fn show_cases(db: &Db, rules: Option<&super::RuleSet>, subject: &str, now_ms: i64) -> Result<()> {
     let (_, code) = crate::events::codes::normalize_subject(subject).map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
     let cases = db.cases_of_subject(&code).await?;
-    if cases.is_empty() {
+    let opened: Vec<String> = cases.iter().map(|c| c.life_situation.clone()).collect();
+    let waiting = match (rules, db.load_profiles(std::slice::from_ref(&code)).await?.first()) {
+        (Some(r), Some(p)) => super::openings::waiting(r, p, &opened, now_ms),
+        _ => Vec::new(),
+    };
+    if cases.is_empty() && waiting.is_empty() {
         println!("no cases for {}", mask_code(&code));
         return Ok(());
+    }
+    let riga = |ms: i64| crate::clock::from_ms(ms).with_timezone(&chrono_tz::Europe::Riga);
+    for w in &waiting {
+        println!(
+            "not open yet  {}  opens {}, {} days before its first step: {} due {}",
+            w.life_situation,
+            riga(w.due - super::openings::HORIZON_MS).format("%Y-%m-%d"),
+            super::openings::HORIZON_MS / 86_400_000,
+            w.step,
+            riga(w.due).format("%Y-%m-%d %H:%M")
+        );
     }
     for c in cases {
         println!(

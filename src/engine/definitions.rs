@@ -289,6 +289,20 @@ impl LifeSituation {
         self.valid_from <= day && self.valid_to.is_none_or(|to| day < to)
     }
 
+    /// Whether its cases can wait to open until their first step comes near:
+    /// started by a birth record, keyed by the person, every step dated from
+    /// the birth date, nothing that ends it early. Its schedule then follows
+    /// the person's profile (birth date, death) instead of a case kept for
+    /// decades, and a population's backfill writes no case for it.
+    pub fn opens_from_birth_date(&self) -> bool {
+        self.trigger.events == ["birth.registered"]
+            && self.trigger.fact == "{subject}"
+            && self.trigger.anchor.as_deref() == Some("data.birth_date")
+            && !self.steps.is_empty()
+            && self.steps.iter().all(|s| s.at.is_some() && s.on.is_empty())
+            && self.cancel.is_empty()
+    }
+
     /// The purpose a step's notices serve.
     pub fn step_purpose<'a>(&'a self, step: &'a Step) -> &'a str {
         step.purpose.as_deref().unwrap_or(&self.id)

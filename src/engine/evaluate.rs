@@ -422,20 +422,14 @@ impl<'a> Eval<'a> {
             self.outcome(e, d, None, "skipped", format!("no step left to run: {}", why.join("; ")));
             return;
         }
-        let case = Case {
-            id: cid.clone(),
-            life_situation: d.id.clone(),
-            version: d.version,
-            subject: e.subject.clone(),
-            fact,
-            state: cases::OPEN.into(),
-            trigger_seq: e.seq,
-            started_at: e.occurred_at,
-            anchor,
-            plan,
-            closed_reason: None,
-        };
-        self.index_case(case);
+        if d.opens_from_birth_date()
+            && cases::first_pending(&plan).is_some_and(|due| due > self.now_ms + super::openings::HORIZON_MS)
+        {
+            // Opened from the person's profile (birth date, birth record)
+            // when its first step comes within the horizon: engine::openings.
+            return;
+        }
+        self.index_case(Case::started(d, e, fact, anchor, plan));
         self.touch(&cid);
         // A case's subject always has a stored profile (update_profiles made
         // it), even when this event changed nothing in it: the engine skips

@@ -8,6 +8,7 @@ pub mod cases;
 pub mod check;
 pub mod commands;
 pub mod definitions;
+pub mod openings;
 pub mod profile;
 pub mod rule_tests;
 pub mod rules;
@@ -256,6 +257,9 @@ impl Engine {
         let mut inflight: Option<tokio::task::JoinHandle<Result<BatchReport>>> = None;
         for at in moments {
             self.clock.set(at);
+            // Cases opened now may be due at once (a step within its grace);
+            // the batch in flight only changes cases that were already open.
+            total += self.open_ahead().await?;
             loop {
                 // When nothing more is due now, the batch in flight goes on
                 // committing while the next moment's batch is read; it is

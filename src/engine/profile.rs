@@ -56,6 +56,11 @@ pub struct Profile {
     /// Date of birth.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<NaiveDate>,
+    /// The event log's seq of the birth record the birth date came from:
+    /// the life situations that count from a birth date open their cases
+    /// from it when their first step comes near (see `engine::openings`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_seq: Option<i64>,
     /// Date of death; a deceased person gets no messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub death_date: Option<NaiveDate>,
@@ -239,6 +244,7 @@ impl Profile {
                 self.family_name = s("family_name").or(self.family_name.take());
                 self.sex = s("sex").or(self.sex.take());
                 self.birth_date = date("birth_date").or(self.birth_date);
+                self.birth_seq = Some(event.seq);
                 self.mother = s("mother").or(self.mother.take());
                 self.father = s("father").or(self.father.take());
                 self.municipality = s("municipality").or(self.municipality.take());
@@ -381,6 +387,8 @@ impl Profile {
         if annulled.subject == self.subject {
             match annulled.event_type.as_str() {
                 "death.registered" => self.death_date = None,
+                // The birth date stays (the code says it too), but nothing opens from a void record.
+                "birth.registered" if self.birth_seq == Some(annulled.seq) => self.birth_seq = None,
                 "marriage.registered" => self.spouse = None,
                 "document.issued" => {
                     let n = s("number");

@@ -109,6 +109,8 @@ pub struct BatchWrite {
     /// Audit records besides the notices made and withdrawn (which the
     /// commit records itself): consent changes, staff actions.
     pub audit: Vec<crate::audit::Entry>,
+    /// Life situations whose birth-date cases are now opened up to a time (ms): see `engine::openings`.
+    pub openings: Vec<(String, i64)>,
 }
 
 /// Where a notice stands.
@@ -215,15 +217,16 @@ impl Db {
         let mut entries: Vec<Entry> = w.audit.clone();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in statement_chunks(&w.profiles, 8) {
+            for chunk in statement_chunks(&w.profiles, 9) {
                 let mut qb = QueryBuilder::new(
-                    "INSERT INTO profiles (subject, kind, birth_date, death_date, mother, father, doc, updated_at) ",
+                    "INSERT INTO profiles (subject, kind, birth_date, birth_seq, death_date, mother, father, doc, updated_at) ",
                 );
                 let docs = chunk.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
                 qb.push_values(chunk.iter().zip(docs), |mut b, (p, doc)| {
                     b.push_bind(p.subject.clone())
                         .push_bind(p.kind.as_str())
                         .push_bind(p.birth_date.map(|d| d.to_string()))
+                        .push_bind(p.birth_seq)
                         .push_bind(p.death_date.map(|d| d.to_string()))
                         .push_bind(p.mother.clone())
                         .push_bind(p.father.clone())
@@ -232,7 +235,8 @@ impl Db {
                 });
                 qb.push(
                     " ON CONFLICT (subject) DO UPDATE SET kind = excluded.kind, birth_date = excluded.birth_date, \
-                     death_date = excluded.death_date, mother = excluded.mother, father = excluded.father, \
+                     birth_seq = excluded.birth_seq, death_date = excluded.death_date, mother = excluded.mother, \
+                     father = excluded.father, \
                      doc = excluded.doc, updated_at = excluded.updated_at",
                 );
                 qb.build().execute(&mut *tx).await?;
@@ -394,6 +398,16 @@ impl Db {
                 }
                 qb.push(")");
                 qb.build().execute(&mut *tx).await?;
+            }
+            for (id, through) in &w.openings {
+                sqlx::query(
+                    "INSERT INTO openings (life_situation, through) VALUES ($1, $2) \
+                     ON CONFLICT (life_situation) DO UPDATE SET through = excluded.through",
+                )
+                .bind(id)
+                .bind(through)
+                .execute(&mut *tx)
+                .await?;
             }
             let lane = append_audit!(tx, audit, entries, now_ms);
             tx.commit().await?;

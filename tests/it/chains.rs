@@ -435,26 +435,44 @@ async fn a_corrected_expiry_date_moves_the_waiting_steps() {
 async fn a_twelve_year_old_birth_record_starts_no_birth_chain_but_schedules_what_is_still_ahead() {
     let root = support::root();
     let rules = Arc::new(RuleSet::load(&root.join("life-events"), &root.join("rules")).unwrap());
-    let t = support::sqlite().await;
-    let now = at("2026-12-01T10:00:00+02:00");
-    let child = "150614-20001";
-    let backfill = support::birth("old", child, Some("150394-11002"), None, "2014-06-15");
-    ingest(&t.db, &rules, &[backfill], now).await;
-    let engine = Engine::new(t.db.clone(), rules.clone(), Clock::manual(now), 100);
-    engine.run_all_due(&|| false).await.unwrap();
-    let cases = t.db.cases_of_subject(child).await.unwrap();
-    let kinds: Vec<&str> = cases.iter().map(|c| c.life_situation.as_str()).collect();
-    assert!(!kinds.contains(&"birth"), "{kinds:?}");
-    assert!(kinds.contains(&"coming_of_age") && kinds.contains(&"pension_age"), "{kinds:?}");
-    let outcomes = t.db.event_outcomes().await.unwrap();
-    let birth =
-        outcomes.iter().find(|o| o.life_situation == "birth").expect("the birth chain says why it did not start");
-    assert!(birth.detail.contains("max_age"), "{}", birth.detail);
-    let school = outcomes.iter().find(|o| o.life_situation == "school_age").expect("school age says why");
-    assert!(school.detail.contains("was due 2020"), "{}", school.detail);
-    let adult = cases.iter().find(|c| c.life_situation == "coming_of_age").unwrap();
-    assert!(adult.plan.values().all(|p| p.due > now.timestamp_millis()), "its 18th birthday is ahead");
-    t.cleanup().await;
+    for t in support::stores().await {
+        let now = at("2026-12-01T10:00:00+02:00");
+        let child = "150614-20001";
+        let backfill = support::birth("old", child, Some("150394-11002"), None, "2014-06-15");
+        ingest(&t.db, &rules, &[backfill], now).await;
+        let clock = Clock::manual(now);
+        let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 100);
+        engine.run_all_due(&|| false).await.unwrap();
+        let outcomes = t.db.event_outcomes().await.unwrap();
+        let birth =
+            outcomes.iter().find(|o| o.life_situation == "birth").expect("the birth chain says why it did not start");
+        assert!(birth.detail.contains("max_age"), "{}: {}", t.name, birth.detail);
+        let school = outcomes.iter().find(|o| o.life_situation == "school_age").expect("school age says why");
+        assert!(school.detail.contains("was due 2020"), "{}: {}", t.name, school.detail);
+        // The 18th birthday (2032-06-15) and the pension age are years ahead:
+        // no case is kept for them yet, only the child's profile.
+        assert!(t.db.cases_of_subject(child).await.unwrap().is_empty(), "{}", t.name);
+        assert_eq!(t.db.load_profiles(&[child.to_string()]).await.unwrap()[0].birth_seq, Some(1), "{}", t.name);
+
+        // Within 400 days of the 18th birthday, its case opens, once; the pension's does not.
+        clock.set(at("2031-05-20T10:00:00+03:00"));
+        assert_eq!(engine.run_all_due(&|| false).await.unwrap().cases, 1, "{}", t.name);
+        assert_eq!(engine.open_ahead().await.unwrap().cases, 0, "{}: opened once", t.name);
+        clock.set(at("2031-05-21T10:00:00+03:00"));
+        assert_eq!(engine.run_all_due(&|| false).await.unwrap().cases, 0, "{}: opened once", t.name);
+        let cases = t.db.cases_of_subject(child).await.unwrap();
+        let kinds: Vec<&str> = cases.iter().map(|c| c.life_situation.as_str()).collect();
+        assert_eq!(kinds, ["coming_of_age"], "{}", t.name);
+        let adult = &cases[0];
+        assert_eq!(adult.trigger_seq, 1, "{}: it counts from the birth record", t.name);
+        assert_eq!(
+            adult.plan["adulthood"].due,
+            at("2032-06-15T09:00:00+03:00").timestamp_millis(),
+            "{}: on the 18th birthday",
+            t.name
+        );
+        t.cleanup().await;
+    }
 }
 
 #[tokio::test]
@@ -624,6 +642,7 @@ async fn a_year_fired_pipelined_ends_as_fired_batch_by_batch() {
                 let mut total = proactive::engine::BatchReport::default();
                 for day in days() {
                     clock.set(day);
+                    total += engine.open_ahead().await.unwrap();
                     loop {
                         let r = engine.run_due_timers().await.unwrap();
                         if r.timers == 0 {

@@ -93,3 +93,47 @@ async fn cases_made_before_0013_get_their_subjects_profile() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn profiles_made_before_0014_remember_their_birth_record_and_are_found_by_birth_date() {
+    // Two birth records of one person (the later one a correction) and a
+    // person known only from another event.
+    const CHILD: &str = "150614-20001";
+    const OTHER: &str = "150394-11002";
+    for t in support::stores().await {
+        let db = proactive::store::Db::connect(&t.url, 1).await.unwrap();
+        let doc = |code: &str| format!("{{\"subject\":\"{code}\",\"kind\":\"person\",\"birth_date\":\"2014-06-15\"}}");
+        let setup = [
+            "DELETE FROM _sqlx_migrations WHERE version = 14".to_string(),
+            "DROP TABLE openings".to_string(),
+            "DROP INDEX profiles_births".to_string(),
+            "ALTER TABLE profiles DROP COLUMN birth_seq".to_string(),
+            format!(
+                "INSERT INTO events (seq, source, external_id, type, subject, occurred_at, received_at, data) \
+                 VALUES (7, 'pmlp', 'b1', 'birth.registered', '{CHILD}', 0, 0, '{{}}'), \
+                        (9, 'pmlp', 'b2', 'birth.registered', '{CHILD}', 0, 0, '{{}}'), \
+                        (8, 'pmlp', 'c1', 'contact.declared', '{OTHER}', 0, 0, '{{}}')"
+            ),
+            format!(
+                "INSERT INTO profiles (subject, kind, birth_date, doc, updated_at) \
+                 VALUES ('{CHILD}', 'person', '2014-06-15', '{}', 5), ('{OTHER}', 'person', '1994-03-15', '{}', 5)",
+                doc(CHILD),
+                doc(OTHER)
+            ),
+        ];
+        for sql in &setup {
+            exec(&db, sql).await;
+        }
+        t.db.migrate().await.unwrap_or_else(|e| panic!("{}: 0014 failed: {e:#}", t.name));
+        let got = t.db.load_profiles(&[CHILD.to_string(), OTHER.to_string()]).await.unwrap();
+        let seq_of = |code: &str| got.iter().find(|p| p.subject == code).map(|p| p.birth_seq);
+        assert_eq!(seq_of(CHILD), Some(Some(9)), "{}: the latest birth record", t.name);
+        assert_eq!(seq_of(OTHER), Some(None), "{}: no birth record, nothing opens from it", t.name);
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let born = t.db.born_between(day("1990-01-01"), day("2020-01-01"), None, 10).await.unwrap();
+        let found: Vec<(&str, i64)> = born.iter().map(|b| (b.subject.as_str(), b.birth_seq)).collect();
+        assert_eq!(found, [(CHILD, 9)], "{}", t.name);
+        db.close().await;
+        t.cleanup().await;
+    }
+}

@@ -1,0 +1,95 @@
+//! What the engine needs to open birth-date cases ahead of their first step:
+//! the people born in a window of dates (one index range, never a scan of
+//! every profile), which of their would-be cases exist, and how far ahead
+//! each life situation has been opened.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use sqlx::{QueryBuilder, Row};
+
+use super::{Db, on_pool, statement_chunks};
+
+/// A living person with a birth record, as the openings read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Born {
+    /// The person's code.
+    pub subject: String,
+    /// Their birth date as stored (`YYYY-MM-DD`).
+    pub birth_date: String,
+    /// The birth record it came from.
+    pub birth_seq: i64,
+}
+
+impl Db {
+    /// How far ahead (ms) each life situation has opened its cases.
+    pub async fn openings_through(&self) -> Result<HashMap<String, i64>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("SELECT life_situation, through FROM openings")
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("life_situation")?, r.try_get("through")?)))
+                .collect::<Result<HashMap<String, i64>>>()?
+        }))
+    }
+
+    /// Living people with a birth record born from `from` to `to` (both
+    /// included), in (birth date, code) order after `after`, at most `limit`.
+    pub async fn born_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        after: Option<&Born>,
+        limit: i64,
+    ) -> Result<Vec<Born>> {
+        let (after_date, after_subject) =
+            after.map_or((String::new(), String::new()), |b| (b.birth_date.clone(), b.subject.clone()));
+        Ok(on_pool!(self, pool => {
+            // The conditions repeat the partial index's, so both databases use it.
+            sqlx::query(
+                "SELECT subject, birth_date, birth_seq FROM profiles \
+                 WHERE birth_seq IS NOT NULL AND death_date IS NULL \
+                 AND birth_date >= $1 AND birth_date <= $2 \
+                 AND (birth_date > $3 OR (birth_date = $3 AND subject > $4)) \
+                 ORDER BY birth_date, subject LIMIT $5",
+            )
+            .bind(from.to_string())
+            .bind(to.to_string())
+            .bind(after_date)
+            .bind(after_subject)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Born {
+                    subject: r.try_get("subject")?,
+                    birth_date: r.try_get("birth_date")?,
+                    birth_seq: r.try_get("birth_seq")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+        }))
+    }
+
+    /// Which of `ids` are cases in the store, in any state.
+    pub async fn existing_case_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for chunk in statement_chunks(ids, 1) {
+            on_pool!(self, pool => {
+                let mut qb = QueryBuilder::new("SELECT id FROM cases WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.clone());
+                }
+                qb.push(")");
+                for r in qb.build().fetch_all(pool).await? {
+                    out.insert(r.try_get("id")?);
+                }
+            });
+        }
+        Ok(out)
+    }
+}
