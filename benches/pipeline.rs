@@ -17,9 +17,10 @@
 //!    ingest to the engine's last commit. Most births have two parents, some
 //!    one, a few are twins; parents are distinct people, so every batch
 //!    prefetches ~2.8 profiles per event and writes the child's and the
-//!    parents' profiles (a parent's children), the cases the shipped library
-//!    starts (the birth chain and the child's dated situations, each with its
-//!    plan), and the birth chain's first notices and prefilled drafts.
+//!    parents' profiles (a parent's children), the birth chain's case with
+//!    its plan, and its first notices and prefilled drafts. (The child's
+//!    school age, coming of age and pension age open from the profile when
+//!    they come near, so a newborn writes no case for them.)
 //! 2. **Peak memory**: `VmHWM` of the process right after phase 1 (the
 //!    generator never holds more than one chunk, so it should not grow with N).
 //! 3. **Ceiling.** The rows phase 1 wrote (events with `processed_at` set,
@@ -226,8 +227,8 @@ async fn end_to_end(db: &Db, cfg: &Config, rules: &Arc<RuleSet>, births: &BirthS
     let ingested = ingest.await??;
     ensure!(report.events == births.n, "the engine processed {} events, expected {}", report.events, births.n);
     ensure!(report.errors == 0, "{} rule errors: the synthetic data or the rules are broken", report.errors);
-    // Each birth starts its birth case, and the child's dated ones (school
-    // age, coming of age, pension age) wait with their plans.
+    // Each birth starts its birth case; the child's dated ones (school age,
+    // coming of age, pension age) open from the profile years later.
     ensure!(
         report.cases >= births.n,
         "{} cases for {} births: some births did not start their case",

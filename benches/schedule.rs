@@ -14,7 +14,8 @@
 //!    register sends it (births of long ago arriving today, documents with
 //!    their expiry, marriages, contacts, consents, e-addresses, companies
 //!    and their officers). The records go through validation into the
-//!    event log in chunks of 5,000 (`load_s`).
+//!    event log in chunks of 5,000 (`load_s`); the generator, standing in
+//!    for the register, makes the next chunk on its own thread meanwhile.
 //! 2. **Schedule.** The engine processes the whole log: profiles, and for
 //!    each fact the cases whose dated steps are still ahead, each with its
 //!    plan and the earliest due time as the timer index (`schedule_s`).
@@ -116,7 +117,10 @@ async fn run(n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Generates and ingests the population's backfill; returns how many records were stored.
+/// Generates and ingests the population's backfill; returns how many records
+/// were stored. The generator, which stands in for the register sending its
+/// records, runs on a thread of its own a chunk ahead, so that `load_s` is
+/// the time the records take to validate and store, as a feed's would.
 async fn load(db: &Db, rules: &Arc<RuleSet>, clock: &Clock, n: usize) -> Result<usize> {
     let start = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
     let mut purposes: Vec<String> =
@@ -128,27 +132,37 @@ async fn load(db: &Db, rules: &Arc<RuleSet>, clock: &Clock, n: usize) -> Result<
         let r = rules.clone();
         move |p: &str| r.declares_purpose(p)
     };
-    let mut pop = Population::new(spec);
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RawRecord>>(2);
+    let generator = tokio::task::spawn_blocking(move || {
+        let mut pop = Population::new(spec);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut reported = 0;
+        loop {
+            let next = pop.next();
+            if let Some(c) = next.as_ref().filter(|c| c.occurred_at.date_naive() < start) {
+                chunk.push(RawRecord { location: c.id.clone(), text: c.to_json().to_string() });
+            }
+            if chunk.len() >= CHUNK || (next.is_none() && !chunk.is_empty()) {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if tx.blocking_send(full).is_err() {
+                    return; // the loader stopped on an error
+                }
+            }
+            if pop.people() >= reported + (n / 5).max(1) {
+                reported = pop.people();
+                eprintln!("  load: {reported} people");
+            }
+            if next.is_none() {
+                return;
+            }
+        }
+    });
     let mut stored = 0;
-    let mut reported = 0;
-    loop {
-        let next = pop.next();
-        if let Some(c) = next.as_ref().filter(|c| c.occurred_at.date_naive() < start) {
-            chunk.push(RawRecord { location: c.id.clone(), text: c.to_json().to_string() });
-        }
-        if chunk.len() >= CHUNK || (next.is_none() && !chunk.is_empty()) {
-            let c = ingest_records(db, None, &chunk, &declared, None, clock.now_ms()).await?;
-            ensure!(c.quarantined == 0, "{} synthetic records did not validate", c.quarantined);
-            stored += c.accepted;
-            chunk.clear();
-        }
-        if pop.people() >= reported + (n / 5).max(1) {
-            reported = pop.people();
-            eprintln!("  load: {reported} people");
-        }
-        if next.is_none() {
-            return Ok(stored);
-        }
+    while let Some(chunk) = rx.recv().await {
+        let c = ingest_records(db, None, &chunk, &declared, None, clock.now_ms()).await?;
+        ensure!(c.quarantined == 0, "{} synthetic records did not validate", c.quarantined);
+        stored += c.accepted;
     }
+    generator.await?;
+    Ok(stored)
 }

@@ -112,10 +112,9 @@ pub async fn show_cases(db: &Db, rules: Option<&super::RuleSet>, subject: &str, 
     let riga = |ms: i64| crate::clock::from_ms(ms).with_timezone(&chrono_tz::Europe::Riga);
     for w in &waiting {
         println!(
-            "not open yet  {}  opens {}, {} days before its first step: {} due {}",
+            "not open yet  {}  opens by {}, over a year before its first step: {} due {}",
             w.life_situation,
-            riga(w.due - super::openings::HORIZON_MS).format("%Y-%m-%d"),
-            super::openings::HORIZON_MS / 86_400_000,
+            riga(w.due - super::openings::HORIZON_MS + super::openings::STEP_MS).format("%Y-%m-%d"),
             w.step,
             riga(w.due).format("%Y-%m-%d %H:%M")
         );

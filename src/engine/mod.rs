@@ -257,9 +257,14 @@ impl Engine {
         let mut inflight: Option<tokio::task::JoinHandle<Result<BatchReport>>> = None;
         for at in moments {
             self.clock.set(at);
-            // Cases opened now may be due at once (a step within its grace);
-            // the batch in flight only changes cases that were already open.
-            total += self.open_ahead().await?;
+            // Cases opened now may be due at once (a step within its grace),
+            // so they open before this moment's timers are read.
+            if self.opening_due().await? {
+                if let Some(h) = inflight.take() {
+                    total += h.await??;
+                }
+                total += self.open_ahead().await?;
+            }
             loop {
                 // When nothing more is due now, the batch in flight goes on
                 // committing while the next moment's batch is read; it is

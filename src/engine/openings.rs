@@ -4,7 +4,7 @@
 //! for decades: a population's backfill wrote three such cases per person,
 //! most of what it wrote. Instead, the birth record leaves its trace in the
 //! person's profile (birth date, the record's seq), and the engine opens the
-//! case once its first step is within [`HORIZON_MS`], reading the people born
+//! case once its first step is within [`HORIZON_MS`] (give or take a [`STEP_MS`]), reading the people born
 //! in the matching window of dates from an index — never a scan of every
 //! profile. A correction of the birth date moves the profile, so the case
 //! opens from the right date; a death takes the person out of the index.
@@ -26,9 +26,11 @@ use crate::store::{BatchWrite, Born};
 /// it speaks, while a population's backfill opens only the next year's.
 pub const HORIZON_MS: i64 = 400 * 86_400_000;
 
-/// The horizon moves in steps of at least this much: a window narrower than
-/// an hour is not worth its queries (serve fires timers every second).
-const STEP_MS: i64 = 3_600_000;
+/// The horizon moves in steps of at least this much, so that a case opens
+/// between 370 and 400 days ahead: opening a day's births every day was a
+/// dozen statements and three commits a day for nothing the extra month
+/// changes (serve fires timers every second; a simulated year, every day).
+pub const STEP_MS: i64 = 30 * 86_400_000;
 
 /// People read and cases opened per transaction.
 const CHUNK: i64 = 5_000;
@@ -41,27 +43,10 @@ impl Engine {
     pub async fn open_ahead(&self) -> Result<BatchReport> {
         let rules = self.rules.get();
         let now_ms = self.clock.now_ms();
-        // One not yet in force opens nothing, and keeps its window for the day it is.
-        let today = event_day(now_ms);
-        let mut ids: Vec<&str> = rules
-            .situations
-            .iter()
-            .filter(|d| d.opens_from_birth_date() && d.in_force_on(today))
-            .map(|d| d.id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut report = BatchReport::default();
-        if ids.is_empty() {
-            return Ok(report);
-        }
         let target = now_ms + HORIZON_MS;
-        let through = self.db.openings_through().await?;
-        for id in ids {
-            let from = through.get(id).copied();
-            if from.is_some_and(|t| target - t < STEP_MS) {
-                continue;
-            }
+        let mut report = BatchReport::default();
+        for (id, from) in self.openings_due(&rules, now_ms).await? {
+            let id = id.as_str();
             let Some((lo, hi)) = birth_window(&rules, id, from, now_ms, target) else { continue };
             let mut after: Option<Born> = None;
             loop {
@@ -97,6 +82,38 @@ impl Engine {
             tracing::info!(cases = report.cases, "birth-date cases opened ahead of their first step");
         }
         Ok(report)
+    }
+
+    /// Whether [`Engine::open_ahead`] has anything to do now: it writes, so
+    /// a caller with a commit in flight waits for that first rather than
+    /// have the two contend for the database.
+    pub async fn opening_due(&self) -> Result<bool> {
+        Ok(!self.openings_due(&self.rules.get(), self.clock.now_ms()).await?.is_empty())
+    }
+
+    /// The birth-date life situations in force whose horizon has moved on by
+    /// a step, with how far each was opened before.
+    async fn openings_due(&self, rules: &RuleSet, now_ms: i64) -> Result<Vec<(String, Option<i64>)>> {
+        // One not yet in force opens nothing, and keeps its window for the day it is.
+        let today = event_day(now_ms);
+        let mut ids: Vec<&str> = rules
+            .situations
+            .iter()
+            .filter(|d| d.opens_from_birth_date() && d.in_force_on(today))
+            .map(|d| d.id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let through = self.db.openings_through().await?;
+        let target = now_ms + HORIZON_MS;
+        Ok(ids
+            .into_iter()
+            .map(|id| (id.to_string(), through.get(id).copied()))
+            .filter(|(_, from)| from.is_none_or(|t| target - t >= STEP_MS))
+            .collect())
     }
 }
 

@@ -39,7 +39,7 @@ pub(crate) async fn fire_until(
     // Cases that open from a birth date are opened a horizon ahead of their
     // first step, when the clock passes; so the clock never jumps further than
     // that at once, or a step could come due unseen inside the jump.
-    let stride = super::openings::HORIZON_MS - 86_400_000;
+    let stride = super::openings::HORIZON_MS - super::openings::STEP_MS - 86_400_000;
     loop {
         let timer = db.next_due_at().await?;
         let next = timer.map_or(clock.now_ms() + stride, |t| t.min(clock.now_ms() + stride));
