@@ -412,7 +412,11 @@ async fn run_on(
         }
         let at = occurred.max(from_ms);
         if chunk_at != Some(at) || chunk.len() >= CHUNK {
-            flush(db, &engine, &clock, &mut sink, &mut chunk, chunk_at, &purposes).await?;
+            // The engine runs once a moment's events are all in: a backfill's
+            // million records, all of the first moment, go through it in its
+            // large backlog batches rather than a chunk at a time.
+            let last_of_moment = chunk_at != Some(at);
+            flush(db, &engine, &clock, &mut sink, &mut chunk, chunk_at, &purposes, last_of_moment).await?;
             if chunk_at != Some(at) && chunk_at.is_some() {
                 bar.set_message(label.to_string());
             }
@@ -424,7 +428,7 @@ async fn run_on(
         chunk.push(RawRecord { location: format!("{name}:{line}"), text });
         sink.summary.events += 1;
     }
-    flush(db, &engine, &clock, &mut sink, &mut chunk, chunk_at, &purposes).await?;
+    flush(db, &engine, &clock, &mut sink, &mut chunk, chunk_at, &purposes, true).await?;
     bar.set_message(label.to_string());
     fire_until(db, &engine, &clock, to_ms, &mut sink).await?;
     sink.take(db, to_ms).await?;
@@ -467,7 +471,9 @@ async fn run_on(
     Ok(sink.summary)
 }
 
-/// Ingests the events of one moment, after bringing virtual time to it.
+/// Ingests events of one moment, after bringing virtual time to it; with
+/// `run`, the last of that moment's events, the engine then processes them.
+#[allow(clippy::too_many_arguments)]
 async fn flush(
     db: &Db,
     engine: &Engine,
@@ -476,6 +482,7 @@ async fn flush(
     chunk: &mut Vec<RawRecord>,
     at: Option<i64>,
     purposes: &crate::events::PurposeCheck,
+    run: bool,
 ) -> Result<()> {
     let Some(at) = at.filter(|_| !chunk.is_empty()) else {
         return Ok(());
@@ -485,7 +492,9 @@ async fn flush(
     }
     ingest_records(db, None, chunk, purposes, None, clock.now_ms()).await?;
     chunk.clear();
-    engine.run_until_idle().await?;
+    if run {
+        engine.run_until_idle().await?;
+    }
     Ok(())
 }
 
