@@ -94,13 +94,16 @@ impl Engine {
     /// The birth-date life situations in force whose horizon has moved on by
     /// a step, with how far each was opened before.
     async fn openings_due(&self, rules: &RuleSet, now_ms: i64) -> Result<Vec<(String, Option<i64>)>> {
-        // One not yet in force opens nothing, and keeps its window for the day it is.
+        // One not yet in force opens nothing, and keeps its window for the
+        // day it is; one whose later version no longer opens from the birth
+        // date still opens the cases that waited under the earlier one.
         let today = event_day(now_ms);
         let mut ids: Vec<&str> = rules
             .situations
             .iter()
-            .filter(|d| d.opens_from_birth_date() && d.in_force_on(today))
+            .filter(|d| d.opens_from_birth_date())
             .map(|d| d.id.as_str())
+            .filter(|id| rules.situations.iter().any(|d| d.id == *id && d.in_force_on(today)))
             .collect();
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -130,12 +133,8 @@ fn birth_window(
     target: i64,
 ) -> Option<(NaiveDate, NaiveDate)> {
     let today = event_day(now_ms);
-    let reach: Vec<(i64, i64, i64)> = rules
-        .situations
-        .iter()
-        .filter(|d| d.id == id && d.opens_from_birth_date())
-        .filter_map(|d| cases::anchor_reach(d, today))
-        .collect();
+    let reach: Vec<(i64, i64, i64)> =
+        rules.situations.iter().filter(|d| d.id == id).filter_map(|d| cases::anchor_reach(d, today)).collect();
     let nearest = reach.iter().map(|r| r.0).min()?;
     let farthest = reach.iter().map(|r| r.1).max()?;
     let grace = reach.iter().map(|r| r.2).max()?;
@@ -149,13 +148,16 @@ fn birth_window(
 
 /// The case a birth record opens for life situation `id` now, if one of its
 /// steps is still to run and the first of them is due by `target`; the
-/// version is the one in force today, as for any dated life situation.
+/// version is the one in force today, as for any dated life situation. That
+/// version may no longer open from the birth date (a law that added a step
+/// at the birth): people whose case waited under the old one still get theirs,
+/// its steps that count from the long-past birth record skipped as too old.
 fn opening(rules: &RuleSet, id: &str, e: &EventRow, now_ms: i64, target: i64) -> Option<Case> {
-    let d: &LifeSituation = rules
-        .triggered_by(&e.event_type, event_day(e.occurred_at), event_day(now_ms))
-        .find(|d| d.id == id && d.opens_from_birth_date())?;
+    let d: &LifeSituation =
+        rules.triggered_by(&e.event_type, event_day(e.occurred_at), event_day(now_ms)).find(|d| d.id == id)?;
     let anchor = cases::anchor_of(d, &e.data);
-    let plan = cases::plan_steps(d, e.occurred_at, anchor, now_ms, false, None);
+    let too_old = now_ms - e.occurred_at > d.trigger.max_age.as_millis() as i64;
+    let plan = cases::plan_steps(d, e.occurred_at, anchor, now_ms, too_old, None);
     if cases::first_pending(&plan).is_none_or(|due| due > target) {
         return None;
     }

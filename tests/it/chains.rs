@@ -292,6 +292,54 @@ rule = "remind.rhai"
     }
 }
 
+/// A birth-date case waits under the version in force at the birth; it opens
+/// under the one in force when it comes near, even when that version adds a
+/// step at the birth and so no longer waits: the person still gets the dated
+/// step, and the long-past birth step is skipped with its reason.
+#[tokio::test]
+async fn a_waiting_birth_date_case_opens_under_the_version_in_force_when_it_comes_near() {
+    let dated = |extra: &str| {
+        format!(
+            r#"
+[trigger]
+events = ["birth.registered"]
+anchor = "data.birth_date"
+{extra}
+[[steps]]
+id = "tenth_birthday"
+rule = "remind.rhai"
+at = "+10y"
+"#
+        )
+    };
+    let v2_start = "[[steps]]\nid = \"at_birth\"\nrule = \"remind.rhai\"\n";
+    let (_dir, rules) = rule_dir(&[
+        ("ten_v1.toml", definition("ten", 1, "valid_from = 2024-01-01\nvalid_to = 2030-01-01", &dated(""))),
+        ("ten_v2.toml", definition("ten", 2, "valid_from = 2030-01-01", &dated(v2_start))),
+    ]);
+    assert!(rules.get("ten", 1).unwrap().opens_from_birth_date());
+    assert!(!rules.get("ten", 2).unwrap().opens_from_birth_date());
+    for t in support::stores().await {
+        let child = "201226-21007";
+        let clock = Clock::manual(at("2026-12-20T12:00:00+02:00"));
+        let engine = Engine::new(t.db.clone(), rules.clone(), clock.clone(), 100);
+        ingest(&t.db, &rules, &[support::birth("b1", child, None, None, "2026-12-20")], clock.now()).await;
+        engine.run_all_due(&|| false).await.unwrap();
+        assert!(t.db.cases_of_subject(child).await.unwrap().is_empty(), "{}: it waits", t.name);
+        clock.set(at("2036-01-10T12:00:00+02:00"));
+        assert_eq!(engine.run_all_due(&|| false).await.unwrap().cases, 1, "{}", t.name);
+        let case = &t.db.cases_of_subject(child).await.unwrap()[0];
+        assert_eq!(case.version, 2, "{}: the version in force when it opens", t.name);
+        assert_eq!(case.plan["tenth_birthday"].due, at("2036-12-20T09:00:00+02:00").timestamp_millis(), "{}", t.name);
+        assert!(t.db.notices_of(None).await.unwrap().is_empty(), "{}: no birth step ten years late", t.name);
+        clock.set(at("2036-12-21T12:00:00+02:00"));
+        engine.run_all_due(&|| false).await.unwrap();
+        let steps: Vec<String> = t.db.notices_of(None).await.unwrap().into_iter().map(|n| n.step).collect();
+        assert_eq!(steps, ["tenth_birthday"], "{}", t.name);
+        t.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn a_broken_reload_keeps_the_running_set_and_a_good_one_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
