@@ -105,7 +105,7 @@ impl Case {
         if self.state != OPEN {
             return None;
         }
-        self.plan.values().filter(|e| e.state == StepState::Pending).map(|e| e.due).min()
+        first_pending(&self.plan).map(|(_, due)| due)
     }
 
     /// Pending steps due at or before `now`, earliest first (ties in plan order).
@@ -194,9 +194,9 @@ pub fn plan_steps(
     plan
 }
 
-/// The earliest due time of a plan's pending steps.
-pub fn first_pending(plan: &BTreeMap<String, PlanEntry>) -> Option<i64> {
-    plan.values().filter(|e| e.state == StepState::Pending).map(|e| e.due).min()
+/// A plan's pending step due first, with its due time (ties: plan order).
+pub fn first_pending(plan: &BTreeMap<String, PlanEntry>) -> Option<(&str, i64)> {
+    plan.iter().filter(|(_, e)| e.state == StepState::Pending).map(|(k, e)| (k.as_str(), e.due)).min_by_key(|x| x.1)
 }
 
 /// How far after its anchor date each dated step falls, as of `day`

@@ -142,7 +142,7 @@ pub async fn show_cases(db: &Db, rules: Option<&super::RuleSet>, subject: &str, 
             println!(
                 "    {:<28} due {}  {:<9} {}",
                 id,
-                crate::clock::from_ms(p.due).with_timezone(&chrono_tz::Europe::Riga).format("%Y-%m-%d %H:%M"),
+                riga(p.due).format("%Y-%m-%d %H:%M"),
                 state,
                 p.why.as_deref().unwrap_or("")
             );

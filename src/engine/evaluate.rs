@@ -423,7 +423,7 @@ impl<'a> Eval<'a> {
             return;
         }
         if d.opens_from_birth_date()
-            && cases::first_pending(&plan).is_some_and(|due| due > self.now_ms + super::openings::HORIZON_MS)
+            && cases::first_pending(&plan).is_some_and(|(_, due)| due > self.now_ms + super::openings::HORIZON_MS)
         {
             // Opened from the person's profile (birth date, birth record)
             // when its first step comes within the horizon: engine::openings.

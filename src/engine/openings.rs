@@ -4,9 +4,9 @@
 //! for decades: a population's backfill wrote three such cases per person,
 //! most of what it wrote. Instead, the birth record leaves its trace in the
 //! person's profile (birth date, the record's seq), and the engine opens the
-//! case once its first step is within [`HORIZON_MS`] (give or take a [`STEP_MS`]), reading the people born
-//! in the matching window of dates from an index — never a scan of every
-//! profile. A correction of the birth date moves the profile, so the case
+//! case once its first step is within [`HORIZON_MS`] (less up to a
+//! [`STEP_MS`]), reading the people born in the matching window of dates
+//! from an index — never a scan of every profile. A correction of the birth date moves the profile, so the case
 //! opens from the right date; a death takes the person out of the index.
 //! What a case does once open is unchanged.
 
@@ -158,7 +158,7 @@ fn opening(rules: &RuleSet, id: &str, e: &EventRow, now_ms: i64, target: i64) ->
     let anchor = cases::anchor_of(d, &e.data);
     let too_old = now_ms - e.occurred_at > d.trigger.max_age.as_millis() as i64;
     let plan = cases::plan_steps(d, e.occurred_at, anchor, now_ms, too_old, None);
-    if cases::first_pending(&plan).is_none_or(|due| due > target) {
+    if cases::first_pending(&plan).is_none_or(|(_, due)| due > target) {
         return None;
     }
     Some(Case::started(d, e, e.subject.clone(), anchor, plan))
@@ -189,9 +189,8 @@ pub fn waiting(rules: &RuleSet, p: &crate::engine::profile::Profile, opened: &[S
             continue;
         }
         let plan = cases::plan_steps(d, now_ms, p.birth_date, now_ms, false, None);
-        let first = plan.iter().filter(|(_, e)| e.state == cases::StepState::Pending).min_by_key(|(_, e)| e.due);
-        if let Some((step, e)) = first {
-            out.push(Waiting { life_situation: d.id.clone(), step: step.clone(), due: e.due });
+        if let Some((step, due)) = cases::first_pending(&plan) {
+            out.push(Waiting { life_situation: d.id.clone(), step: step.to_string(), due });
         }
     }
     out
