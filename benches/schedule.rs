@@ -19,14 +19,14 @@
 //! 2. **Schedule.** The engine processes the whole log: profiles, and for
 //!    each fact the cases whose dated steps are still ahead, each with its
 //!    plan and the earliest due time as the timer index (`schedule_s`).
-//!    Document expiry keeps a case per document; school age, coming of age
-//!    and pension age, which count from the birth date alone, open a case
-//!    only when the first step is within the engine's horizon (400 days) and
-//!    are otherwise found later by birth date in the profiles' index
-//!    (`engine::openings`). Births too old for the birth chain start nothing
-//!    (recorded).
+//!    Life situations that count only from a profile's dates (school age,
+//!    coming of age and pension age from the birth date, the passport
+//!    reminders from the document's expiry) open a case only when the first
+//!    step is within the engine's horizon (400 days) and are otherwise found
+//!    later by date in an index (`engine::openings`). Births too old for the
+//!    birth chain start nothing (recorded).
 //! 3. **Fire a year.** A virtual clock moves one day at a time for 365 days;
-//!    each day the birth-date cases now within the horizon open and every
+//!    each day the cases now within the horizon open and every
 //!    due timer fires (`fire_year_s`, `fired` = steps run), with
 //!    [`Engine::fire_through`]: one day's batch is read and evaluated while
 //!    the previous one commits.

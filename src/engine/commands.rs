@@ -95,12 +95,12 @@ pub async fn rules(cfg: &Config, command: RulesCommand) -> Result<ExitCode> {
 }
 
 /// Prints a subject's cases with their plans: what ran, what waits, what was
-/// dropped and why; then, with the rule set, the birth-date life situations
-/// whose case is still to open.
+/// dropped and why; then, with the rule set, the cases still to open from
+/// the person's profile (birth date, documents).
 pub async fn show_cases(db: &Db, rules: Option<&super::RuleSet>, subject: &str, now_ms: i64) -> Result<()> {
     let (_, code) = crate::events::codes::normalize_subject(subject).map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
     let cases = db.cases_of_subject(&code).await?;
-    let opened: Vec<String> = cases.iter().map(|c| c.life_situation.clone()).collect();
+    let opened: Vec<(String, String)> = cases.iter().map(|c| (c.life_situation.clone(), c.fact.clone())).collect();
     let waiting = match (rules, db.load_profiles(std::slice::from_ref(&code)).await?.first()) {
         (Some(r), Some(p)) => super::openings::waiting(r, p, &opened, now_ms),
         _ => Vec::new(),
@@ -112,8 +112,9 @@ pub async fn show_cases(db: &Db, rules: Option<&super::RuleSet>, subject: &str, 
     let riga = |ms: i64| crate::clock::from_ms(ms).with_timezone(&chrono_tz::Europe::Riga);
     for w in &waiting {
         println!(
-            "not open yet  {}  opens by {}, over a year before its first step: {} due {}",
+            "not open yet  {} (from the {})  opens by {}, over a year before its first step: {} due {}",
             w.life_situation,
+            w.on,
             riga(w.due - super::openings::HORIZON_MS + super::openings::STEP_MS).format("%Y-%m-%d"),
             w.step,
             riga(w.due).format("%Y-%m-%d %H:%M")

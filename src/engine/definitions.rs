@@ -197,6 +197,16 @@ pub struct Cancel {
     pub reason: String,
 }
 
+/// A fact of a person's profile from which cases open when they come near
+/// (`engine::openings`), read from an index rather than kept as a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpensFrom {
+    /// The birth date of a person with a birth record.
+    BirthDate,
+    /// The expiry date of an identity document in force.
+    Document,
+}
+
 /// One template in one language.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,18 +299,36 @@ impl LifeSituation {
         self.valid_from <= day && self.valid_to.is_none_or(|to| day < to)
     }
 
-    /// Whether its cases can wait to open until their first step comes near:
-    /// started by a birth record, keyed by the person, every step dated from
-    /// the birth date, nothing that ends it early. Its schedule then follows
-    /// the person's profile (birth date, death) instead of a case kept for
-    /// decades, and a population's backfill writes no case for it.
-    pub fn opens_from_birth_date(&self) -> bool {
-        self.trigger.events == ["birth.registered"]
-            && self.trigger.fact == "{subject}"
-            && self.trigger.anchor.as_deref() == Some("data.birth_date")
-            && !self.steps.is_empty()
-            && self.steps.iter().all(|s| s.at.is_some() && s.on.is_empty())
-            && self.cancel.is_empty()
+    /// The profile fact its cases can wait on until their first step comes
+    /// near, if any: every step dated from the fact, and nothing that could
+    /// end the case early that the profile does not already forget (a death
+    /// takes the person out; a new document of the kind, or the document's
+    /// invalidation, takes it out of the profile). Its schedule then follows
+    /// the profile instead of a case kept for years or decades, and a
+    /// population's backfill writes no case for it.
+    pub fn opens_from(&self) -> Option<OpensFrom> {
+        if self.steps.is_empty() || !self.steps.iter().all(|s| s.at.is_some() && s.on.is_empty()) {
+            return None;
+        }
+        let t = &self.trigger;
+        let one = |event: &str, fact: &str, anchor: &str| {
+            t.events == [event] && t.fact == fact && t.anchor.as_deref() == Some(anchor)
+        };
+        if one("birth.registered", "{subject}", "data.birth_date") && self.cancel.is_empty() {
+            return Some(OpensFrom::BirthDate);
+        }
+        let forgotten = |k: &Cancel| {
+            let by = |event: &str| k.events.iter().all(|e| e == event) && !k.events.is_empty();
+            (by("document.issued") && k.same == ["document"])
+                || (by("document.invalidated")
+                    && k.same.iter().any(|f| f == "number")
+                    && k.same.iter().all(|f| f == "number" || f == "document"))
+        };
+        if one("document.issued", "{data.document}:{data.number}", "data.expires") && self.cancel.iter().all(forgotten)
+        {
+            return Some(OpensFrom::Document);
+        }
+        None
     }
 
     /// The purpose a step's notices serve.

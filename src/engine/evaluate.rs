@@ -22,7 +22,7 @@ use crate::audit::trace::{EventRef, MandateSeen, NoticeTrace, Via};
 use crate::audit::{Entry, plain};
 use crate::events::EventRow;
 use crate::events::codes::normalize_subject;
-use crate::store::{BatchWrite, DraftLink, DraftRow, NoticeRow, OutcomeRow, Withdraw};
+use crate::store::{BatchWrite, Dated, DraftLink, DraftRow, NoticeRow, OutcomeRow, Withdraw};
 
 /// Namespace of every id `proactive` derives, so ids are stable across processes and versions.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_9a8e_37d2_4c61_b0a4_2e7d_91c3_0b6a);
@@ -201,6 +201,12 @@ impl<'a> Eval<'a> {
     fn update_profiles(&mut self, e: &EventRow) {
         if self.profile_mut(&e.subject).apply(e) {
             self.dirty.insert(e.subject.clone());
+        }
+        if e.event_type == "document.issued"
+            && let Some(expires) = e.data.get("expires").and_then(|v| v.as_str())
+        {
+            let d = Dated { subject: e.subject.clone(), date: expires.to_string(), seq: e.seq };
+            self.w.documents.push(d);
         }
         for f in ["mother", "father", "spouse"] {
             if let Some(code) = e.data.get(f).and_then(|v| v.as_str())
@@ -422,10 +428,10 @@ impl<'a> Eval<'a> {
             self.outcome(e, d, None, "skipped", format!("no step left to run: {}", why.join("; ")));
             return;
         }
-        if d.opens_from_birth_date()
+        if d.opens_from().is_some()
             && cases::first_pending(&plan).is_some_and(|(_, due)| due > self.now_ms + super::openings::HORIZON_MS)
         {
-            // Opened from the person's profile (birth date, birth record)
+            // Opened from the profile (birth date, document in force)
             // when its first step comes within the horizon: engine::openings.
             return;
         }

@@ -28,7 +28,7 @@ pub use citizen::{DraftInfo, Period, TakeUp, Tally};
 pub use dashboard::{Applied, Served};
 pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
-pub use openings::Born;
+pub use openings::Dated;
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
 pub use receipts::{ReceiptPoll, ReceiptState};
 pub use simulate::EndedStep;

@@ -1,7 +1,8 @@
-//! What the engine needs to open birth-date cases ahead of their first step:
-//! the people born in a window of dates (one index range, never a scan of
-//! every profile), which of their would-be cases exist, and how far ahead
-//! each life situation has been opened.
+//! What the engine needs to open cases ahead of their first step from a
+//! profile's dates: the people born, or the documents issued to expire, in a
+//! window of dates (one index range each, never a scan of every profile or of
+//! the log), which of the would-be cases exist, and how far ahead each life
+//! situation has been opened.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,15 +12,16 @@ use sqlx::{QueryBuilder, Row};
 
 use super::{Db, on_pool, statement_chunks};
 
-/// A living person with a birth record, as the openings read them.
+/// A record whose date falls in a window, as the openings read them: a
+/// living person's birth record, or a document's issue.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Born {
+pub struct Dated {
     /// The person's code.
     pub subject: String,
-    /// Their birth date as stored (`YYYY-MM-DD`).
-    pub birth_date: String,
-    /// The birth record it came from.
-    pub birth_seq: i64,
+    /// The date as stored (`YYYY-MM-DD`): the birth date, the expiry date.
+    pub date: String,
+    /// The record it came from.
+    pub seq: i64,
 }
 
 impl Db {
@@ -41,11 +43,11 @@ impl Db {
         &self,
         from: NaiveDate,
         to: NaiveDate,
-        after: Option<&Born>,
+        after: Option<&Dated>,
         limit: i64,
-    ) -> Result<Vec<Born>> {
+    ) -> Result<Vec<Dated>> {
         let (after_date, after_subject) =
-            after.map_or((String::new(), String::new()), |b| (b.birth_date.clone(), b.subject.clone()));
+            after.map_or((String::new(), String::new()), |b| (b.date.clone(), b.subject.clone()));
         Ok(on_pool!(self, pool => {
             // The conditions repeat the partial index's, so both databases use it.
             sqlx::query(
@@ -64,13 +66,45 @@ impl Db {
             .await?
             .iter()
             .map(|r| {
-                Ok(Born {
+                Ok(Dated {
                     subject: r.try_get("subject")?,
-                    birth_date: r.try_get("birth_date")?,
-                    birth_seq: r.try_get("birth_seq")?,
+                    date: r.try_get("birth_date")?,
+                    seq: r.try_get("birth_seq")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?
+        }))
+    }
+
+    /// Issues of identity documents that expire from `from` to `to` (both
+    /// included), in (expiry, seq) order after `after`, at most `limit`.
+    /// Superseded and invalidated documents are among them: the profile,
+    /// not this index, says which is in force.
+    pub async fn documents_expiring(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        after: Option<&Dated>,
+        limit: i64,
+    ) -> Result<Vec<Dated>> {
+        let (after_date, after_seq) = after.map_or((String::new(), 0), |b| (b.date.clone(), b.seq));
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "SELECT seq, subject, expires FROM document_expiry \
+                 WHERE expires >= $1 AND expires <= $2 \
+                 AND (expires > $3 OR (expires = $3 AND seq > $4)) \
+                 ORDER BY expires, seq LIMIT $5",
+            )
+                .bind(from.to_string())
+                .bind(to.to_string())
+                .bind(after_date)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| Ok(Dated { subject: r.try_get("subject")?, date: r.try_get("expires")?, seq: r.try_get("seq")? }))
+                .collect::<Result<Vec<_>>>()?
         }))
     }
 

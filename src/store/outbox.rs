@@ -109,8 +109,11 @@ pub struct BatchWrite {
     /// Audit records besides the notices made and withdrawn (which the
     /// commit records itself): consent changes, staff actions.
     pub audit: Vec<crate::audit::Entry>,
-    /// Life situations whose birth-date cases are now opened up to a time (ms): see `engine::openings`.
+    /// Life situations whose cases are now opened from profiles up to a time (ms): see `engine::openings`.
     pub openings: Vec<(String, i64)>,
+    /// Identity documents issued, by expiry, for opening their cases ahead
+    /// (`engine::openings`); one already recorded is left as it is.
+    pub documents: Vec<super::Dated>,
 }
 
 /// Where a notice stands.
@@ -397,6 +400,14 @@ impl Db {
                     sep.push_bind(*s);
                 }
                 qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in statement_chunks(&w.documents, 3) {
+                let mut qb = QueryBuilder::new("INSERT INTO document_expiry (expires, seq, subject) ");
+                qb.push_values(chunk, |mut b, d| {
+                    b.push_bind(&d.date).push_bind(d.seq).push_bind(&d.subject);
+                });
+                qb.push(" ON CONFLICT (expires, seq) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
             }
             for (id, through) in &w.openings {

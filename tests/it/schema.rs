@@ -131,8 +131,49 @@ async fn profiles_made_before_0014_remember_their_birth_record_and_are_found_by_
         assert_eq!(seq_of(OTHER), Some(None), "{}: no birth record, nothing opens from it", t.name);
         let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         let born = t.db.born_between(day("1990-01-01"), day("2020-01-01"), None, 10).await.unwrap();
-        let found: Vec<(&str, i64)> = born.iter().map(|b| (b.subject.as_str(), b.birth_seq)).collect();
+        let found: Vec<(&str, i64)> = born.iter().map(|b| (b.subject.as_str(), b.seq)).collect();
         assert_eq!(found, [(CHILD, 9)], "{}", t.name);
+        db.close().await;
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn documents_processed_before_0015_are_found_by_expiry() {
+    // Two processed issues (one of them an eID card), one not yet processed
+    // (the engine indexes it when it gets to it) and a birth record.
+    const HOLDER: &str = "150394-11002";
+    for t in support::stores().await {
+        let db = proactive::store::Db::connect(&t.url, 1).await.unwrap();
+        let issue = |number: &str, expires: &str| {
+            format!(
+                "{{\"document\":\"passport\",\"number\":\"{number}\",\"issued\":\"2020-01-01\",\"expires\":\"{expires}\"}}"
+            )
+        };
+        let setup = [
+            "DELETE FROM _sqlx_migrations WHERE version = 15".to_string(),
+            "DROP TABLE document_expiry".to_string(),
+            format!(
+                "INSERT INTO events (seq, source, external_id, type, subject, occurred_at, received_at, data, processed_at) \
+                 VALUES (3, 'pmlp', 'd1', 'document.issued', '{HOLDER}', 0, 0, '{}', 1), \
+                        (4, 'pmlp', 'd2', 'document.issued', '{HOLDER}', 0, 0, '{}', 1), \
+                        (5, 'pmlp', 'd3', 'document.issued', '{HOLDER}', 0, 0, '{}', NULL), \
+                        (6, 'pmlp', 'b1', 'birth.registered', '{HOLDER}', 0, 0, '{{\"birth_date\":\"2030-01-01\"}}', 1)",
+                issue("LV1", "2030-06-01"),
+                issue("LV2", "2029-01-01"),
+                issue("LV3", "2030-02-01"),
+            ),
+        ];
+        for sql in &setup {
+            exec(&db, sql).await;
+        }
+        t.db.migrate().await.unwrap_or_else(|e| panic!("{}: 0015 failed: {e:#}", t.name));
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let found = t.db.documents_expiring(day("2028-01-01"), day("2031-01-01"), None, 10).await.unwrap();
+        let got: Vec<(&str, i64)> = found.iter().map(|d| (d.date.as_str(), d.seq)).collect();
+        assert_eq!(got, [("2029-01-01", 4), ("2030-06-01", 3)], "{}: in expiry order, processed ones only", t.name);
+        let after = t.db.documents_expiring(day("2028-01-01"), day("2031-01-01"), found.first(), 10).await.unwrap();
+        assert_eq!(after.iter().map(|d| d.seq).collect::<Vec<_>>(), [3], "{}: after the first", t.name);
         db.close().await;
         t.cleanup().await;
     }
