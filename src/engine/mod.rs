@@ -291,13 +291,17 @@ impl Engine {
     async fn prepare_timers(&self, carry: &HashMap<String, Case>) -> Result<Option<Prepared>> {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let stored = self.db.due_cases(now_ms, (self.batch_size + carry.len()) as i64).await?;
-        let cases: Vec<Case> = stored
-            .into_iter()
-            .map(|c| carry.get(&c.id).cloned().unwrap_or(c))
-            .filter(|c| c.next_due().is_some_and(|t| t <= now_ms))
-            .take(self.batch_size)
-            .collect();
+        // The store still shows the old due times of the cases the batch in
+        // flight changed: their carried plans decide, without reading them.
+        let is_due = |c: &Case| c.next_due().is_some_and(|t| t <= now_ms);
+        let ids = self.db.due_case_ids(now_ms, (self.batch_size + carry.len()) as i64).await?;
+        let ids: Vec<String> =
+            ids.into_iter().filter(|id| carry.get(id).is_none_or(is_due)).take(self.batch_size).collect();
+        let unread: Vec<String> = ids.iter().filter(|id| !carry.contains_key(*id)).cloned().collect();
+        let mut read: HashMap<String, Case> =
+            self.db.load_cases(&unread).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let cases: Vec<Case> =
+            ids.iter().filter_map(|id| carry.get(id).cloned().or_else(|| read.remove(id))).filter(is_due).collect();
         if cases.is_empty() {
             return Ok(None);
         }
