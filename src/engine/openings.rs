@@ -27,7 +27,7 @@ use super::{BatchReport, Engine, RuleSet};
 use crate::events::EventRow;
 use crate::store::{BatchWrite, Dated};
 
-/// How far ahead of its first step a birth-date case opens: 400 days, so
+/// How far ahead of its first step a case opens from the profile: 400 days, so
 /// that a case is open (seen by citizens' pages and by the events that drop
 /// its steps, such as an early pension application) for over a year before
 /// it speaks, while a population's backfill opens only the next year's.
@@ -39,7 +39,7 @@ pub const HORIZON_MS: i64 = 400 * 86_400_000;
 /// changes (serve fires timers every second; a simulated year, every day).
 pub const STEP_MS: i64 = 30 * 86_400_000;
 
-/// People read and cases opened per transaction.
+/// Records read and cases opened per transaction.
 const CHUNK: i64 = 5_000;
 
 impl Engine {
@@ -143,11 +143,11 @@ impl Engine {
     }
 }
 
-/// The anchor dates (birth dates, expiry dates) whose dated steps may fall after `from` (the horizon
-/// reached before; on the first opening, now less the longest grace, so that
-/// steps just past due that may still run are found) and up to `target`,
-/// with a few days' slack for month and year arithmetic; every version of the
-/// life situation is counted in.
+/// The anchor dates (birth dates, expiry dates) whose dated steps may fall
+/// after `from` (the horizon reached before; on the first opening, now less
+/// the longest grace, so that steps just past due that may still run are
+/// found) and up to `target`, with a few days' slack for month and year
+/// arithmetic; every version of the life situation is counted in.
 fn date_window(
     rules: &RuleSet,
     id: &str,
