@@ -226,25 +226,26 @@ pub fn waiting(rules: &RuleSet, p: &Profile, opened: &[(String, String)], now_ms
     }
     let today = event_day(now_ms);
     // (kind, what it waits on, the data its fact reads, the anchor date)
-    let mut facts: Vec<(OpensFrom, String, serde_json::Value, Option<NaiveDate>)> = Vec::new();
-    if p.birth_seq.is_some() && p.birth_date.is_some() {
-        facts.push((OpensFrom::BirthDate, "birth date".into(), serde_json::Value::Null, p.birth_date));
+    let mut facts: Vec<(OpensFrom, String, serde_json::Value, NaiveDate)> = Vec::new();
+    if let (Some(_), Some(born)) = (p.birth_seq, p.birth_date) {
+        facts.push((OpensFrom::BirthDate, "birth date".into(), serde_json::Value::Null, born));
     }
     for doc in &p.documents {
+        let Some(expires) = doc.expires else { continue };
         let data = serde_json::json!({ "document": doc.document, "number": doc.number });
-        facts.push((OpensFrom::Document, doc.document.clone(), data, doc.expires));
+        facts.push((OpensFrom::Document, doc.document.clone(), data, expires));
     }
     let mut out: Vec<Waiting> = Vec::new();
     for d in rules.situations.iter().filter(|d| d.in_force_on(today)) {
         let Some(kind) = d.opens_from() else { continue };
-        for (_, on, data, anchor) in facts.iter().filter(|f| f.0 == kind && f.3.is_some()) {
+        for (_, on, data, anchor) in facts.iter().filter(|f| f.0 == kind) {
             let event = d.trigger.events.first().map(String::as_str).unwrap_or_default();
             let fact = d.fact_for(&p.subject, event, data);
             let taken = |l: &str, f: &str| l == d.id && f == fact;
             if opened.iter().any(|(l, f)| taken(l, f)) || out.iter().any(|w| w.life_situation == d.id && w.on == *on) {
                 continue;
             }
-            let plan = cases::plan_steps(d, now_ms, *anchor, now_ms, false, None);
+            let plan = cases::plan_steps(d, now_ms, Some(*anchor), now_ms, false, None);
             if let Some((step, due)) = cases::first_pending(&plan) {
                 out.push(Waiting { life_situation: d.id.clone(), on: on.clone(), step: step.to_string(), due });
             }

@@ -46,34 +46,13 @@ impl Db {
         after: Option<&Dated>,
         limit: i64,
     ) -> Result<Vec<Dated>> {
-        let (after_date, after_subject) =
-            after.map_or((String::new(), String::new()), |b| (b.date.clone(), b.subject.clone()));
-        Ok(on_pool!(self, pool => {
-            // The conditions repeat the partial index's, so both databases use it.
-            sqlx::query(
-                "SELECT subject, birth_date, birth_seq FROM profiles \
-                 WHERE birth_seq IS NOT NULL AND death_date IS NULL \
-                 AND birth_date >= $1 AND birth_date <= $2 \
-                 AND (birth_date > $3 OR (birth_date = $3 AND subject > $4)) \
-                 ORDER BY birth_date, subject LIMIT $5",
-            )
-            .bind(from.to_string())
-            .bind(to.to_string())
-            .bind(after_date)
-            .bind(after_subject)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Dated {
-                    subject: r.try_get("subject")?,
-                    date: r.try_get("birth_date")?,
-                    seq: r.try_get("birth_seq")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?
-        }))
+        // The conditions repeat the partial index's, so both databases use it.
+        let sql = "SELECT subject, birth_date AS date, birth_seq AS seq FROM profiles \
+                   WHERE birth_seq IS NOT NULL AND death_date IS NULL \
+                   AND birth_date >= $1 AND birth_date <= $2 \
+                   AND (birth_date > $3 OR (birth_date = $3 AND subject > $4)) \
+                   ORDER BY birth_date, subject LIMIT $6";
+        self.dated(sql, from, to, after, limit).await
     }
 
     /// Issues of identity documents that expire from `from` to `to` (both
@@ -87,23 +66,40 @@ impl Db {
         after: Option<&Dated>,
         limit: i64,
     ) -> Result<Vec<Dated>> {
-        let (after_date, after_seq) = after.map_or((String::new(), 0), |b| (b.date.clone(), b.seq));
+        let sql = "SELECT subject, expires AS date, seq FROM document_expiry \
+                   WHERE expires >= $1 AND expires <= $2 \
+                   AND (expires > $3 OR (expires = $3 AND seq > $5)) \
+                   ORDER BY expires, seq LIMIT $6";
+        self.dated(sql, from, to, after, limit).await
+    }
+
+    /// One page of a keyset read over dates: `sql` selects `subject, date,
+    /// seq` and takes $1–$2 the window, $3 the date to go on after, $4 the
+    /// code or $5 the seq that breaks ties there (whichever its order uses:
+    /// both are bound, with their types, so the other may go unused) and $6
+    /// the page size.
+    async fn dated(
+        &self,
+        sql: &'static str,
+        from: NaiveDate,
+        to: NaiveDate,
+        after: Option<&Dated>,
+        limit: i64,
+    ) -> Result<Vec<Dated>> {
+        let (date, subject, seq) =
+            after.map_or((String::new(), String::new(), 0), |a| (a.date.clone(), a.subject.clone(), a.seq));
         Ok(on_pool!(self, pool => {
-            sqlx::query(
-                "SELECT seq, subject, expires FROM document_expiry \
-                 WHERE expires >= $1 AND expires <= $2 \
-                 AND (expires > $3 OR (expires = $3 AND seq > $4)) \
-                 ORDER BY expires, seq LIMIT $5",
-            )
+            sqlx::query(sql)
                 .bind(from.to_string())
                 .bind(to.to_string())
-                .bind(after_date)
-                .bind(after_seq)
+                .bind(&date)
+                .bind(&subject)
+                .bind(seq)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|r| Ok(Dated { subject: r.try_get("subject")?, date: r.try_get("expires")?, seq: r.try_get("seq")? }))
+                .map(|r| Ok(Dated { subject: r.try_get("subject")?, date: r.try_get("date")?, seq: r.try_get("seq")? }))
                 .collect::<Result<Vec<_>>>()?
         }))
     }
