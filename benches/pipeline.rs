@@ -597,7 +597,7 @@ struct Ceiling {
 
 fn sqlite(db: &Db) -> Result<&SqlitePool> {
     match db {
-        Db::Sqlite(p) => Ok(p),
+        Db::Sqlite(p, _) => Ok(p),
         Db::Postgres(_) => bail!("the benchmark runs on SQLite"),
     }
 }

@@ -373,7 +373,7 @@ mod tests {
                 if runs.fetch_add(1, Ordering::SeqCst) > 0 {
                     return;
                 }
-                let Db::Sqlite(pool) = &db else { unreachable!() };
+                let Db::Sqlite(pool, _) = &db else { unreachable!() };
                 let mut tx = pool.begin().await.unwrap();
                 sqlx::query("INSERT INTO leases (name, holder, until_at) VALUES ('other', 'x', 0)")
                     .execute(&mut *tx)

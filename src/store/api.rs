@@ -178,7 +178,7 @@ impl Db {
         let mut seqs: Vec<Option<i64>> = vec![None; events.len()];
         let mut tally = crate::metrics::IngestTally::default();
         let mut known: HashMap<(String, String), i64> = HashMap::new();
-        let sqlite = matches!(self, Db::Sqlite(_));
+        let sqlite = matches!(self, Db::Sqlite(..));
         on_pool!(self, pool => {
             let mut conn = pool.acquire().await?;
             if sqlite {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
+use super::reader::{Cells, Param, Statement};
 use super::{Db, EventRow, on_pool, statement_chunks};
 use crate::engine::cases::Case;
 
@@ -26,27 +27,21 @@ pub struct DraftLink {
     pub applicant: String,
 }
 
-fn case_from_row<R: Row>(r: &R) -> Result<Case>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let plan: String = r.try_get("plan")?;
-    let anchor: Option<String> = r.try_get("anchor")?;
+pub(crate) fn case_from_row(r: &dyn Cells) -> Result<Case> {
+    let plan = r.text("plan")?;
+    let anchor = r.opt_text("anchor")?;
     Ok(Case {
-        id: r.try_get("id")?,
-        life_situation: r.try_get("life_situation")?,
-        version: r.try_get("version")?,
-        subject: r.try_get("subject")?,
-        fact: r.try_get("fact")?,
-        state: r.try_get("state")?,
-        trigger_seq: r.try_get("trigger_seq")?,
-        started_at: r.try_get("started_at")?,
+        id: r.text("id")?,
+        life_situation: r.text("life_situation")?,
+        version: r.int("version")?,
+        subject: r.text("subject")?,
+        fact: r.text("fact")?,
+        state: r.text("state")?,
+        trigger_seq: r.int("trigger_seq")?,
+        started_at: r.int("started_at")?,
         anchor: anchor.and_then(|a| chrono::NaiveDate::parse_from_str(&a, "%Y-%m-%d").ok()),
         plan: if plan.is_empty() { BTreeMap::new() } else { serde_json::from_str(&plan)? },
-        closed_reason: r.try_get("closed_reason")?,
+        closed_reason: r.opt_text("closed_reason")?,
     })
 }
 
@@ -71,23 +66,20 @@ where
 pub(crate) const DRAFT_COLUMNS: &str = "ref, case_id, service_id, applicant, fields, expires_at";
 
 /// An event as stored, from a row with its columns.
-pub(crate) fn event_from_row<R: Row>(r: &R) -> Result<EventRow>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let data: String = r.try_get("data")?;
+pub(crate) fn event_from_row(r: &dyn Cells) -> Result<EventRow> {
     Ok(EventRow {
-        seq: r.try_get("seq")?,
-        source: r.try_get("source")?,
-        external_id: r.try_get("external_id")?,
-        event_type: r.try_get("type")?,
-        subject: r.try_get("subject")?,
-        occurred_at: r.try_get("occurred_at")?,
-        data: serde_json::from_str(&data)?,
+        seq: r.int("seq")?,
+        source: r.text("source")?,
+        external_id: r.text("external_id")?,
+        event_type: r.text("type")?,
+        subject: r.text("subject")?,
+        occurred_at: r.int("occurred_at")?,
+        data: serde_json::from_str(&r.text("data")?)?,
     })
 }
+
+/// The columns [`event_from_row`] reads, as a select list.
+pub(crate) const EVENT_SELECT: &str = "SELECT seq, source, external_id, type, subject, occurred_at, data FROM events";
 
 impl Db {
     /// Cases by id (absent ids are simply missing).
@@ -101,40 +93,18 @@ impl Db {
     }
 
     async fn cases_where(&self, column: &'static str, keys: &[String]) -> Result<Vec<Case>> {
-        let mut out = Vec::new();
-        for chunk in statement_chunks(keys, 1) {
-            on_pool!(self, pool => {
-                let mut qb = QueryBuilder::new(format!("SELECT {CASE_COLUMNS} FROM cases WHERE {column} IN ("));
-                let mut sep = qb.separated(", ");
-                for k in chunk {
-                    sep.push_bind(k.clone());
-                }
-                qb.push(")");
-                if column == "subject" {
-                    qb.push(" AND state = 'open'");
-                }
-                for r in qb.build().fetch_all(pool).await? {
-                    out.push(case_from_row(&r)?);
-                }
-            });
-        }
-        Ok(out)
+        let head = format!("SELECT {CASE_COLUMNS} FROM cases WHERE {column}");
+        let tail = if column == "subject" { " AND state = 'open'" } else { "" };
+        self.select(Statement::in_list(&head, keys, tail), case_from_row).await
     }
 
     /// Ids of the cases due by `now_ms`, in due order, at most `limit`: the
     /// engine reads whole cases only for those the batch it is committing
     /// has not just changed (reading those again was half of what it read).
     pub async fn due_case_ids(&self, now_ms: i64, limit: i64) -> Result<Vec<String>> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query("SELECT id FROM cases WHERE next_due_at <= $1 ORDER BY next_due_at, id LIMIT $2")
-                .bind(now_ms)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| Ok(r.try_get("id")?))
-                .collect::<Result<Vec<String>>>()?
-        }))
+        let sql = "SELECT id FROM cases WHERE next_due_at <= $1 ORDER BY next_due_at, id LIMIT $2";
+        let read = Statement { sql: sql.into(), params: vec![Param::Int(now_ms), Param::Int(limit)] };
+        self.select(vec![read], |r| r.text("id")).await
     }
 
     /// The earliest pending due time of any case, for jumping a virtual clock.
@@ -202,23 +172,7 @@ impl Db {
 
     /// Events by their position in the log (the triggers of cases).
     pub async fn events_by_seq(&self, seqs: &[i64]) -> Result<Vec<EventRow>> {
-        let mut out = Vec::new();
-        for chunk in statement_chunks(seqs, 1) {
-            on_pool!(self, pool => {
-                let mut qb = QueryBuilder::new(
-                    "SELECT seq, source, external_id, type, subject, occurred_at, data FROM events WHERE seq IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for s in chunk {
-                    sep.push_bind(*s);
-                }
-                qb.push(")");
-                for r in qb.build().fetch_all(pool).await? {
-                    out.push(event_from_row(&r)?);
-                }
-            });
-        }
-        Ok(out)
+        self.select(Statement::in_list(&format!("{EVENT_SELECT} WHERE seq"), seqs, ""), event_from_row).await
     }
 
     /// Events by (source, external id), for annulments.
@@ -251,7 +205,7 @@ impl Db {
             .bind(subject)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(case_from_row).collect::<Result<Vec<_>>>()?
+            rows.iter().map(|r| case_from_row(r)).collect::<Result<Vec<_>>>()?
         }))
     }
 }
@@ -381,7 +335,7 @@ impl Db {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases ORDER BY created_at, id")))
                 .fetch_all(pool)
                 .await?;
-            rows.iter().map(case_from_row).collect::<Result<Vec<_>>>()?
+            rows.iter().map(|r| case_from_row(r)).collect::<Result<Vec<_>>>()?
         }))
     }
 }

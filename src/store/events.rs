@@ -203,18 +203,13 @@ impl Db {
 
     /// The oldest unprocessed events after `after_seq` (those up to it are being committed).
     pub async fn pending_events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<EventRow>> {
-        let rows = on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT seq, source, external_id, type, subject, occurred_at, data FROM events \
-                 WHERE processed_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(after_seq)
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(super::cases::event_from_row).collect::<Result<Vec<_>>>()?
-        });
-        Ok(rows)
+        let sql =
+            format!("{} WHERE processed_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2", super::cases::EVENT_SELECT);
+        let read = super::reader::Statement {
+            sql,
+            params: vec![super::reader::Param::Int(after_seq), super::reader::Param::Int(limit as i64)],
+        };
+        self.select(vec![read], super::cases::event_from_row).await
     }
 
     /// Number of events waiting for the engine.

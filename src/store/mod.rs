@@ -1,7 +1,9 @@
 //! The store: the one place that speaks SQL, on SQLite (the embedded default,
 //! one file in WAL mode) or PostgreSQL. Both run the same query texts
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
-//! say why beside them.
+//! say why beside them. On SQLite the engine's bulk reads go through
+//! connections of their own, synchronously (`reader`); everything else, and
+//! every write, goes through sqlx's pool.
 
 mod api;
 mod attempts;
@@ -16,6 +18,7 @@ mod openings;
 mod outbox;
 mod pacing;
 mod profiles;
+mod reader;
 mod receipts;
 mod simulate;
 mod snapshot;
@@ -30,6 +33,7 @@ pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use openings::Dated;
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
+pub use reader::Readers;
 pub use receipts::{ReceiptPoll, ReceiptState};
 pub use simulate::EndedStep;
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
@@ -48,8 +52,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// The embedded default.
-    Sqlite(SqlitePool),
+    /// The embedded default: sqlx's pool, and the engine's bulk readers (`reader`).
+    Sqlite(SqlitePool, std::sync::Arc<Readers>),
     /// For deployments that outgrow one machine.
     Postgres(PgPool),
 }
@@ -59,7 +63,7 @@ pub enum Db {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite($pool, _) => $body,
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -104,8 +108,9 @@ impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) without migrating.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)
-                .with_context(|| format!("bad SQLite URL {url}"))?
+            let opts = SqliteConnectOptions::from_str(url).with_context(|| format!("bad SQLite URL {url}"))?;
+            let readers = Readers::new(opts.get_filename().to_path_buf());
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // WAL with NORMAL survives a process crash; only an OS crash can lose the last commits.
@@ -128,7 +133,7 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .with_context(|| format!("cannot open SQLite database {url}"))?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(pool, readers))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url).context("bad PostgreSQL URL")?;
             Self::connect_pg(opts, max_connections).await
@@ -158,7 +163,7 @@ impl Db {
     /// Applies the migrations this database has not seen yet.
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await.context("SQLite migration failed")?,
+            Db::Sqlite(p, _) => SQLITE_MIGRATIONS.run(p).await.context("SQLite migration failed")?,
             Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await.context("PostgreSQL migration failed")?,
         }
         Ok(())
@@ -167,7 +172,7 @@ impl Db {
     /// Whether every migration this binary knows has been applied (a process
     /// started against an older schema, or a newer one's, is not ready).
     pub async fn migrations_current(&self) -> bool {
-        let migrator = if matches!(self, Db::Sqlite(_)) { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
+        let migrator = if matches!(self, Db::Sqlite(..)) { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
         let sql = "SELECT version FROM _sqlx_migrations WHERE success";
         let applied: Result<Vec<(i64,)>, sqlx::Error> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await);
         let Ok(applied) = applied.map(|v| v.into_iter().map(|(v,)| v).collect::<Vec<i64>>()) else { return false };
@@ -178,7 +183,7 @@ impl Db {
     /// `sqlite` or `postgres`, for messages and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Db::Sqlite(_) => "sqlite",
+            Db::Sqlite(..) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
     }
@@ -188,7 +193,7 @@ impl Db {
         use sqlx::Row;
         let mut out = Vec::new();
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, _) => {
                 let rows = sqlx::query(
                     "SELECT m.name AS t, c.name AS c, c.type AS ty FROM sqlite_master m \
                      JOIN pragma_table_info(m.name) c WHERE m.type = 'table' \

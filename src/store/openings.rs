@@ -6,11 +6,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::reader::{Param, Statement};
 use anyhow::Result;
 use chrono::NaiveDate;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
-use super::{Db, on_pool, statement_chunks};
+use super::{Db, on_pool};
 
 /// A record whose date falls in a window, as the openings read them: a
 /// living person's birth record, or a document's issue.
@@ -88,38 +89,24 @@ impl Db {
     ) -> Result<Vec<Dated>> {
         let (date, subject, seq) =
             after.map_or((String::new(), String::new(), 0), |a| (a.date.clone(), a.subject.clone(), a.seq));
-        Ok(on_pool!(self, pool => {
-            sqlx::query(sql)
-                .bind(from.to_string())
-                .bind(to.to_string())
-                .bind(&date)
-                .bind(&subject)
-                .bind(seq)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| Ok(Dated { subject: r.try_get("subject")?, date: r.try_get("date")?, seq: r.try_get("seq")? }))
-                .collect::<Result<Vec<_>>>()?
-        }))
+        let params = vec![
+            Param::Text(from.to_string()),
+            Param::Text(to.to_string()),
+            Param::Text(date),
+            Param::Text(subject),
+            Param::Int(seq),
+            Param::Int(limit),
+        ];
+        let read = Statement { sql: sql.into(), params };
+        self.select(vec![read], |r| {
+            Ok(Dated { subject: r.text("subject")?, date: r.text("date")?, seq: r.int("seq")? })
+        })
+        .await
     }
 
     /// Which of `ids` are cases in the store, in any state.
     pub async fn existing_case_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
-        let mut out = HashSet::new();
-        for chunk in statement_chunks(ids, 1) {
-            on_pool!(self, pool => {
-                let mut qb = QueryBuilder::new("SELECT id FROM cases WHERE id IN (");
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.clone());
-                }
-                qb.push(")");
-                for r in qb.build().fetch_all(pool).await? {
-                    out.insert(r.try_get("id")?);
-                }
-            });
-        }
-        Ok(out)
+        let found = self.select(Statement::in_list("SELECT id FROM cases WHERE id", ids, ""), |r| r.text("id")).await?;
+        Ok(found.into_iter().collect())
     }
 }

@@ -450,7 +450,7 @@ impl Db {
         // PostgreSQL lets concurrent workers skip each other's rows; SQLite has
         // one writer at a time, so the plain subquery is already exclusive.
         let rows = match self {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 let sql = format!(
                     "UPDATE notices SET state = 'sending', attempts = attempts + 1, lease_until = $1 \
                      WHERE id IN (SELECT id FROM notices WHERE state = 'pending' AND available_at <= $2 \

@@ -38,7 +38,7 @@ fn refusal(id: &str, who: &str, day: &str) -> serde_json::Value {
 /// Runs a statement on either store (the tests' tampering).
 async fn exec(db: &Db, sql: &str) {
     match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.map(|_| ()),
+        Db::Sqlite(p, _) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.map(|_| ()),
         Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await.map(|_| ()),
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -48,7 +48,7 @@ async fn exec(db: &Db, sql: &str) {
 async fn text(db: &Db, sql: &str) -> String {
     use sqlx::Row;
     match db {
-        Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(p).await.unwrap().get(0),
+        Db::Sqlite(p, _) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(p).await.unwrap().get(0),
         Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(p).await.unwrap().get(0),
     }
 }

@@ -14,7 +14,7 @@ fn type_class(t: &str) -> &'static str {
 async fn exec(db: &proactive::store::Db, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_string());
     match db {
-        proactive::store::Db::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        proactive::store::Db::Sqlite(p, _) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
         proactive::store::Db::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
     }
     .unwrap_or_else(|e| panic!("{}: {e}", db.kind()));
@@ -175,6 +175,40 @@ async fn documents_processed_before_0015_are_found_by_expiry() {
         let after = t.db.documents_expiring(day("2028-01-01"), day("2031-01-01"), found.first(), 10).await.unwrap();
         assert_eq!(after.iter().map(|d| d.seq).collect::<Vec<_>>(), [3], "{}: after the first", t.name);
         db.close().await;
+        t.cleanup().await;
+    }
+}
+
+/// The engine's bulk reads (their own connections on SQLite) return every key
+/// across statement chunks, nothing for absent keys, and after a later
+/// commit the new rows rather than a snapshot kept from before.
+#[tokio::test]
+async fn bulk_reads_see_every_key_and_each_commit() {
+    use proactive::engine::profile::Profile;
+    use proactive::store::BatchWrite;
+    let audit = proactive::audit::Audit::development();
+    for t in support::stores().await {
+        let codes: Vec<String> = (0..1300).map(|i| format!("P{i:05}")).collect();
+        let profiles = |given: &str| -> Vec<Profile> {
+            codes
+                .iter()
+                .map(|c| Profile { subject: c.clone(), given_name: Some(given.into()), ..Profile::default() })
+                .collect()
+        };
+        let w = BatchWrite { profiles: profiles("Anna"), ..BatchWrite::default() };
+        t.db.commit_batch(&w, 1, &audit).await.unwrap();
+        let mut wanted = codes.clone();
+        wanted.extend(["absent-1".to_string(), "absent-2".to_string()]);
+        let got = t.db.load_profiles(&wanted).await.unwrap();
+        let mut subjects: Vec<&str> = got.iter().map(|p| p.subject.as_str()).collect();
+        subjects.sort_unstable();
+        assert_eq!(subjects, codes.iter().map(String::as_str).collect::<Vec<_>>(), "{}", t.name);
+
+        let w = BatchWrite { profiles: profiles("Berta"), ..BatchWrite::default() };
+        t.db.commit_batch(&w, 2, &audit).await.unwrap();
+        let got = t.db.load_profiles(&codes).await.unwrap();
+        assert_eq!(got.len(), codes.len(), "{}", t.name);
+        assert!(got.iter().all(|p| p.given_name.as_deref() == Some("Berta")), "{}: a read saw an old snapshot", t.name);
         t.cleanup().await;
     }
 }

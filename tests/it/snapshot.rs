@@ -210,7 +210,7 @@ fn snapshot_source(url: &str, spool: &std::path::Path) -> SourceDef {
 /// Every event in the log (pending or not) as (id, type, subject, occurred_at, data).
 async fn events(db: &Db) -> Vec<(String, String, String, i64, serde_json::Value)> {
     let rows = match db {
-        Db::Sqlite(p) => sqlx::query_as::<_, (String, String, String, i64, String)>(
+        Db::Sqlite(p, _) => sqlx::query_as::<_, (String, String, String, i64, String)>(
             "SELECT external_id, type, subject, occurred_at, data FROM events ORDER BY seq",
         )
         .fetch_all(p)
