@@ -103,7 +103,7 @@ impl Db {
     /// has not just changed (reading those again was half of what it read).
     pub async fn due_case_ids(&self, now_ms: i64, limit: i64) -> Result<Vec<String>> {
         let sql = "SELECT id FROM cases WHERE next_due_at <= $1 ORDER BY next_due_at, id LIMIT $2";
-        let read = Statement { sql: sql.into(), params: vec![Param::Int(now_ms), Param::Int(limit)] };
+        let read = Statement::new(sql, vec![Param::Int(now_ms), Param::Int(limit)]);
         self.select(vec![read], |r| r.text("id")).await
     }
 
@@ -177,23 +177,12 @@ impl Db {
 
     /// Events by (source, external id), for annulments.
     pub async fn events_by_external(&self, keys: &[(String, String)]) -> Result<Vec<EventRow>> {
-        let mut out = Vec::new();
-        for (source, id) in keys {
-            on_pool!(self, pool => {
-                let row = sqlx::query(
-                    "SELECT seq, source, external_id, type, subject, occurred_at, data FROM events \
-                     WHERE source = $1 AND external_id = $2",
-                )
-                .bind(source)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-                if let Some(r) = row {
-                    out.push(event_from_row(&r)?);
-                }
-            });
-        }
-        Ok(out)
+        let sql = format!("{EVENT_SELECT} WHERE source = $1 AND external_id = $2");
+        let reads = keys
+            .iter()
+            .map(|(source, id)| Statement::new(sql.clone(), vec![Param::Text(source.clone()), Param::Text(id.clone())]))
+            .collect();
+        self.select(reads, event_from_row).await
     }
 
     /// Every case of a subject (all states), newest first, for `cases show`.

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use sqlx::{QueryBuilder, Row};
 
+use super::reader::{Param, Statement};
 use super::{Db, on_pool, statement_chunks};
 use crate::events::ValidEvent;
 
@@ -205,10 +206,7 @@ impl Db {
     pub async fn pending_events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<EventRow>> {
         let sql =
             format!("{} WHERE processed_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2", super::cases::EVENT_SELECT);
-        let read = super::reader::Statement {
-            sql,
-            params: vec![super::reader::Param::Int(after_seq), super::reader::Param::Int(limit as i64)],
-        };
+        let read = Statement::new(sql, vec![Param::Int(after_seq), Param::Int(limit as i64)]);
         self.select(vec![read], super::cases::event_from_row).await
     }
 

@@ -6,11 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::reader::{Param, Statement};
 use anyhow::Result;
 use chrono::NaiveDate;
 use sqlx::Row;
 
+use super::reader::{Param, Statement};
 use super::{Db, on_pool};
 
 /// A record whose date falls in a window, as the openings read them: a
@@ -97,7 +97,7 @@ impl Db {
             Param::Int(seq),
             Param::Int(limit),
         ];
-        let read = Statement { sql: sql.into(), params };
+        let read = Statement::new(sql, params);
         self.select(vec![read], |r| {
             Ok(Dated { subject: r.text("subject")?, date: r.text("date")?, seq: r.int("seq")? })
         })

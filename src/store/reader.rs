@@ -94,6 +94,11 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
+    /// One statement of `sql` with `params`.
+    pub fn new(sql: impl Into<String>, params: Vec<Param>) -> Statement {
+        Statement { sql: sql.into(), params }
+    }
+
     /// `head` + `IN ($1, …)` over `keys` + `tail`, one statement per chunk
     /// that fits both databases (see [`super::statement_chunks`]).
     pub fn in_list<'k, K: 'k>(head: &str, keys: &'k [K], tail: &str) -> Vec<Statement>
