@@ -31,6 +31,11 @@
 //!    [`Engine::fire_through`]: one day's batch is read and evaluated while
 //!    the previous one commits.
 //!
+//! After phases 2 and 3 a line gives the engine's seconds per stage
+//! (`proactive_engine_stage_seconds`: read, evaluate, commit, wait, open);
+//! the engine evaluates one batch while the one before commits, so the
+//! phase takes about the larger side, and `wait` says when that is the commit.
+//!
 //! Peak memory is `VmHWM` over the whole run (the generator holds one chunk).
 //! The last line is `schedule: people=N load_s=A schedule_s=B fire_year_s=C fired=F peak_mb=M`.
 //! This is a measurement: it asserts no timings, only that the work was done.
@@ -81,8 +86,10 @@ async fn run(n: usize) -> Result<()> {
     let engine = Engine::new(db.clone(), rules.clone(), clock.clone(), cfg.engine.batch_size)
         .with_backlog_batch(cfg.engine.backlog_batch_size);
     let t = Instant::now();
+    let stages = proactive::metrics::stage_seconds();
     let scheduled = engine.run_until_idle().await?;
     let schedule_s = t.elapsed().as_secs_f64();
+    println!("schedule stages (s): {}", common::stages_since(&stages));
     ensure!(scheduled.events == events, "the engine processed {} of {events} events", scheduled.events);
     ensure!(scheduled.errors == 0, "{} rule errors", scheduled.errors);
     let backlog = db.pending_timer_count().await?;
@@ -95,6 +102,7 @@ async fn run(n: usize) -> Result<()> {
     );
 
     let t = Instant::now();
+    let stages = proactive::metrics::stage_seconds();
     let mut fired = BatchReport::default();
     for days in (1..=365).collect::<Vec<i64>>().chunks(73) {
         fired += engine.fire_through(days.iter().map(|d| start + Duration::days(*d))).await?;
@@ -102,6 +110,7 @@ async fn run(n: usize) -> Result<()> {
         eprintln!("  day {day}: {} steps fired, {:.1} s", fired.steps, t.elapsed().as_secs_f64());
     }
     let fire_year_s = t.elapsed().as_secs_f64();
+    println!("fire stages (s): {}", common::stages_since(&stages));
     ensure!(fired.errors == 0, "{} rule errors while firing", fired.errors);
     ensure!(fired.steps > 0, "a year of a population fired no step");
     println!(

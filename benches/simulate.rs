@@ -13,6 +13,7 @@
 //!    every timer fired in order on a virtual clock; every notice routed and
 //!    written as JSONL, as `--out` does.
 //!
+//! A line gives the engine's seconds per stage (`proactive_engine_stage_seconds`).
 //! Peak memory is `VmHWM` over the whole run. The last line is
 //! `simulate: people=N notices=K wall_s=S peak_mb=M`, `notices` being those
 //! that would be sent. This is a measurement: it asserts no timings, only
@@ -67,8 +68,11 @@ async fn run(n: usize) -> Result<()> {
         baseline: None,
     };
     let t = Instant::now();
+    let stages = proactive::metrics::stage_seconds();
     let o = simulate(rules, &req).await?;
     let wall_s = t.elapsed().as_secs_f64();
+    // The rest of wall_s is ingest, routing the notices due and writing them out.
+    println!("engine stages (s): {}", common::stages_since(&stages));
     let s = &o.simulated;
     ensure!(s.bad_lines == 0, "{} generated lines did not validate", s.bad_lines);
     ensure!(s.rule_errors == 0, "{} rule errors: {:?}", s.rule_errors, s.rule_error_samples);

@@ -31,6 +31,25 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Events per group commit of the agency API.
     pub group_commit_events: HistogramVec,
+    /// Seconds per engine batch in each stage (see [`ENGINE_STAGES`]).
+    pub engine_stage: HistogramVec,
+}
+
+/// The engine's stages as `proactive_engine_stage_seconds` names them:
+/// reading a batch's inputs from the store, running its rules, committing
+/// it, waiting with the next batch evaluated until the one before is in,
+/// and opening cases ahead from profiles and documents. Which of evaluate
+/// and commit bounds the engine shows in `wait`.
+pub const ENGINE_STAGES: [&str; 5] = ["read", "evaluate", "commit", "wait", "open"];
+
+/// Times one engine stage until dropped (or `stop_and_record`).
+pub fn stage_timer(stage: &'static str) -> prometheus::HistogramTimer {
+    get().engine_stage.with_label_values(&[stage]).start_timer()
+}
+
+/// Seconds spent so far in each of [`ENGINE_STAGES`], in that order.
+pub fn stage_seconds() -> Vec<(&'static str, f64)> {
+    ENGINE_STAGES.iter().map(|s| (*s, get().engine_stage.with_label_values(&[s]).get_sample_sum())).collect()
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -77,6 +96,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Events (and quarantined records) committed together by the agency API's writer.",
             &[],
             vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0],
+        ),
+        engine_stage: histogram(
+            &r,
+            "proactive_engine_stage_seconds",
+            "Time per engine batch in each stage: read, evaluate, commit, wait (for the batch before to commit), open (cases ahead).",
+            &["stage"],
+            vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0],
         ),
         registry: r,
     }

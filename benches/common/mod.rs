@@ -42,3 +42,11 @@ pub fn shipped_rules() -> Result<std::sync::Arc<proactive::engine::RuleSet>> {
         .map_err(|e| anyhow::anyhow!("the shipped library does not load: {}", e.join("; ")))?;
     Ok(std::sync::Arc::new(rules))
 }
+
+/// The engine's time per stage since `since` (an earlier
+/// `proactive::metrics::stage_seconds()`), as `read=A evaluate=B …` in
+/// seconds: which stage bounds a phase, without a profiler.
+pub fn stages_since(since: &[(&'static str, f64)]) -> String {
+    let now = proactive::metrics::stage_seconds();
+    now.iter().zip(since).map(|((name, t), (_, t0))| format!("{name}={:.1}", t - t0)).collect::<Vec<_>>().join(" ")
+}

@@ -106,6 +106,7 @@ impl Engine {
     /// anything; `carry` is what the batch still being committed wrote, which
     /// the store may not show yet.
     async fn prepare(&self, after_seq: i64, carry: &Carry, limit: usize) -> Result<Option<Prepared>> {
+        let reading = crate::metrics::stage_timer("read");
         let events = self.db.pending_events_after(after_seq, limit).await?;
         let Some(last) = events.last() else {
             return Ok(None);
@@ -181,6 +182,8 @@ impl Engine {
         input.annulled = annulled;
         input.events = events;
         let ctx = EvalContext { rules, now };
+        reading.stop_and_record();
+        let _evaluate = crate::metrics::stage_timer("evaluate");
         let (write, report) = tokio::task::spawn_blocking(move || evaluate_batch(&ctx, input)).await?;
         Ok(Some(Prepared { write, report, last_seq, now_ms: now.timestamp_millis() }))
     }
@@ -261,6 +264,7 @@ impl Engine {
             // so they open before this moment's timers are read.
             if self.opening_due().await? {
                 if let Some(h) = inflight.take() {
+                    let _wait = crate::metrics::stage_timer("wait");
                     total += h.await??;
                 }
                 total += self.open_ahead().await?;
@@ -272,6 +276,7 @@ impl Engine {
                 let next = if stop() { None } else { self.prepare_timers(&carry).await? };
                 let Some(p) = next else { break };
                 if let Some(h) = inflight.take() {
+                    let _wait = crate::metrics::stage_timer("wait");
                     total += h.await??;
                 }
                 carry = p.write.cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
@@ -280,6 +285,7 @@ impl Engine {
             }
         }
         if let Some(h) = inflight {
+            let _wait = crate::metrics::stage_timer("wait");
             total += h.await??;
         }
         Ok(total)
@@ -291,6 +297,7 @@ impl Engine {
     async fn prepare_timers(&self, carry: &HashMap<String, Case>) -> Result<Option<Prepared>> {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
+        let reading = crate::metrics::stage_timer("read");
         // The store still shows the old due times of the cases the batch in
         // flight changed: their carried plans decide, without reading them.
         let is_due = |c: &Case| c.next_due().is_some_and(|t| t <= now_ms);
@@ -314,6 +321,8 @@ impl Engine {
         let profiles = self.profiles_with_relatives(codes, &Carry::default()).await?;
         let input = BatchInput { profiles, cases, triggers, ..BatchInput::default() };
         let ctx = EvalContext { rules: self.rules.get(), now };
+        reading.stop_and_record();
+        let _evaluate = crate::metrics::stage_timer("evaluate");
         let (write, report) = tokio::task::spawn_blocking(move || evaluate_timers(&ctx, input)).await?;
         Ok(Some(Prepared { write, report, last_seq: 0, now_ms }))
     }
@@ -332,7 +341,9 @@ impl Engine {
         let Some(p) = self.prepare(0, &Carry::default(), self.batch_size).await? else {
             return Ok(BatchReport::default());
         };
+        let commit = crate::metrics::stage_timer("commit");
         self.db.commit_batch(&p.write, p.now_ms, &self.audit).await?;
+        commit.stop_and_record();
         log_batch(&p.report);
         Ok(p.report)
     }
@@ -356,6 +367,7 @@ impl Engine {
         loop {
             let next = if stop() { None } else { self.prepare(after, &carry, limit).await? };
             if let Some(h) = inflight.take() {
+                let _wait = crate::metrics::stage_timer("wait");
                 total += h.await??;
             }
             let Some(p) = next else {
@@ -396,7 +408,9 @@ impl Engine {
         let (db, audit) = (self.db.clone(), self.audit.clone());
         tokio::spawn(
             async move {
+                let commit = crate::metrics::stage_timer("commit");
                 db.commit_batch(&p.write, p.now_ms, &audit).await?;
+                commit.stop_and_record();
                 log(&p.report);
                 Ok(p.report)
             }

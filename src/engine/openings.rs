@@ -49,6 +49,7 @@ impl Engine {
     /// opened. Idempotent: a case that exists, in any state, is not opened
     /// again.
     pub async fn open_ahead(&self) -> Result<BatchReport> {
+        let _open = crate::metrics::stage_timer("open");
         let rules = self.rules.get();
         let now_ms = self.clock.now_ms();
         let target = now_ms + HORIZON_MS;

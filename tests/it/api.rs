@@ -433,6 +433,12 @@ async fn metrics_move_with_ingestion_and_openapi_lists_every_endpoint() {
         s.app.engine().run_until_idle().await.unwrap();
         let before_delivery = scrape().await;
         assert!(sample(&before_delivery, "proactive_outbox_depth") >= 1.0, "the births queued notices");
+        // The engine's batch for the births read, evaluated and committed (other tests' batches only add).
+        for stage in ["read", "evaluate", "commit"] {
+            let count = format!("proactive_engine_stage_seconds_count{{stage=\"{stage}\"}}");
+            let ran = sample(&before_delivery, &count) - sample(&before, &count);
+            assert!(ran >= 1.0, "{}: stage {stage} counted {ran} batches:\n{before_delivery}", t.name);
+        }
         assert!(before_delivery.contains("proactive_notices{channel=\"\",state=\"pending\"}"), "{before_delivery}");
         let d = s.app.delivery().run_until_idle().await.unwrap();
         assert!(d.sent >= 1, "{}: {d:?} {:?}", t.name, s.app.db.list_notices(None, 20).await.unwrap());
