@@ -109,6 +109,8 @@ impl Engine {
         let reading = crate::metrics::stage_timer("read");
         let events = self.db.pending_events_after(after_seq, limit).await?;
         let Some(last) = events.last() else {
+            // An idle poll is not a batch.
+            reading.stop_and_discard();
             return Ok(None);
         };
         let last_seq = last.seq;
@@ -310,6 +312,7 @@ impl Engine {
         let cases: Vec<Case> =
             ids.iter().filter_map(|id| carry.get(id).cloned().or_else(|| read.remove(id))).filter(is_due).collect();
         if cases.is_empty() {
+            reading.stop_and_discard();
             return Ok(None);
         }
         let seqs: Vec<i64> = cases.iter().map(|c| c.trigger_seq).collect();
