@@ -47,7 +47,7 @@ mod common;
 
 use common::peak_rss_mb;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Riga;
 use proactive::clock::Clock;
@@ -81,7 +81,7 @@ async fn run(n: usize, stages: bool) -> Result<()> {
     ensure!(n > 0, "the number of events must be positive");
     ensure!(n <= MAX_EVENTS, "at most {MAX_EVENTS} events: the generator runs out of distinct parents' codes");
     let cfg = Config::default();
-    let rules = Arc::new(proactive::app::load_rules(&cfg).context("run the benchmark from the crate root")?);
+    let rules = common::shipped_rules()?;
     let births = BirthSpec::new(n);
     let dir = tempfile::tempdir()?;
     eprintln!("pipeline: {n} birth events, SQLite files in {}", dir.path().display());
