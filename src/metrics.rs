@@ -31,25 +31,54 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Events per group commit of the agency API.
     pub group_commit_events: HistogramVec,
-    /// Seconds per engine batch in each stage (see [`ENGINE_STAGES`]).
+    /// Seconds per engine batch in each [`Stage`].
     pub engine_stage: HistogramVec,
 }
 
-/// The engine's stages as `proactive_engine_stage_seconds` names them:
-/// reading a batch's inputs from the store, running its rules, committing
-/// it, waiting with the next batch evaluated until the one before is in,
-/// and opening cases ahead from profiles and documents. Which of evaluate
-/// and commit bounds the engine shows in `wait`.
-pub const ENGINE_STAGES: [&str; 5] = ["read", "evaluate", "commit", "wait", "open"];
-
-/// Times one engine stage until dropped (or `stop_and_record`).
-pub fn stage_timer(stage: &'static str) -> prometheus::HistogramTimer {
-    get().engine_stage.with_label_values(&[stage]).start_timer()
+/// A stage of an engine batch, as `proactive_engine_stage_seconds` labels it.
+/// The engine evaluates one batch while the one before commits, so `Wait`
+/// shows which of the two sides bounds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the batch's inputs from the store.
+    Read,
+    /// Running its rules.
+    Evaluate,
+    /// Its transaction.
+    Commit,
+    /// The next batch, evaluated, waiting until the one before is in.
+    Wait,
+    /// Opening cases ahead from birth dates and documents.
+    Open,
 }
 
-/// Seconds spent so far in each of [`ENGINE_STAGES`], in that order.
+impl Stage {
+    /// Every stage, in the order the benches print them.
+    pub const ALL: [Stage; 5] = [Stage::Read, Stage::Evaluate, Stage::Commit, Stage::Wait, Stage::Open];
+
+    /// The metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Evaluate => "evaluate",
+            Stage::Commit => "commit",
+            Stage::Wait => "wait",
+            Stage::Open => "open",
+        }
+    }
+}
+
+/// Times one engine stage until dropped (or `stop_and_record`).
+pub fn stage_timer(stage: Stage) -> prometheus::HistogramTimer {
+    get().engine_stage.with_label_values(&[stage.label()]).start_timer()
+}
+
+/// Seconds spent so far in each stage, in the order of [`Stage::ALL`].
 pub fn stage_seconds() -> Vec<(&'static str, f64)> {
-    ENGINE_STAGES.iter().map(|s| (*s, get().engine_stage.with_label_values(&[s]).get_sample_sum())).collect()
+    Stage::ALL
+        .iter()
+        .map(|s| (s.label(), get().engine_stage.with_label_values(&[s.label()]).get_sample_sum()))
+        .collect()
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {

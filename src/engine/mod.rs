@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use tracing::{Instrument, info_span};
 
 use crate::clock::Clock;
+use crate::metrics::{Stage, stage_timer};
 use crate::store::Db;
 use cases::Case;
 
@@ -106,7 +107,7 @@ impl Engine {
     /// anything; `carry` is what the batch still being committed wrote, which
     /// the store may not show yet.
     async fn prepare(&self, after_seq: i64, carry: &Carry, limit: usize) -> Result<Option<Prepared>> {
-        let reading = crate::metrics::stage_timer("read");
+        let reading = stage_timer(Stage::Read);
         let events = self.db.pending_events_after(after_seq, limit).await?;
         let Some(last) = events.last() else {
             // An idle poll is not a batch.
@@ -185,7 +186,7 @@ impl Engine {
         input.events = events;
         let ctx = EvalContext { rules, now };
         reading.stop_and_record();
-        let _evaluate = crate::metrics::stage_timer("evaluate");
+        let _evaluate = stage_timer(Stage::Evaluate);
         let (write, report) = tokio::task::spawn_blocking(move || evaluate_batch(&ctx, input)).await?;
         Ok(Some(Prepared { write, report, last_seq, now_ms: now.timestamp_millis() }))
     }
@@ -259,16 +260,13 @@ impl Engine {
     ) -> Result<BatchReport> {
         let mut total = BatchReport::default();
         let mut carry: HashMap<String, Case> = HashMap::new();
-        let mut inflight: Option<tokio::task::JoinHandle<Result<BatchReport>>> = None;
+        let mut inflight: Inflight = None;
         for at in moments {
             self.clock.set(at);
             // Cases opened now may be due at once (a step within its grace),
             // so they open before this moment's timers are read.
             if self.opening_due().await? {
-                if let Some(h) = inflight.take() {
-                    let _wait = crate::metrics::stage_timer("wait");
-                    total += h.await??;
-                }
+                total += settle(&mut inflight).await?;
                 total += self.open_ahead().await?;
             }
             loop {
@@ -277,19 +275,13 @@ impl Engine {
                 // awaited before any other commit starts.
                 let next = if stop() { None } else { self.prepare_timers(&carry).await? };
                 let Some(p) = next else { break };
-                if let Some(h) = inflight.take() {
-                    let _wait = crate::metrics::stage_timer("wait");
-                    total += h.await??;
-                }
+                total += settle(&mut inflight).await?;
                 carry = p.write.cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
                 let span = info_span!("engine.timers", cases = p.report.timers);
                 inflight = Some(self.commit_behind(p, span, log_timers));
             }
         }
-        if let Some(h) = inflight {
-            let _wait = crate::metrics::stage_timer("wait");
-            total += h.await??;
-        }
+        total += settle(&mut inflight).await?;
         Ok(total)
     }
 
@@ -299,7 +291,7 @@ impl Engine {
     async fn prepare_timers(&self, carry: &HashMap<String, Case>) -> Result<Option<Prepared>> {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let reading = crate::metrics::stage_timer("read");
+        let reading = stage_timer(Stage::Read);
         // The store still shows the old due times of the cases the batch in
         // flight changed: their carried plans decide, without reading them.
         let is_due = |c: &Case| c.next_due().is_some_and(|t| t <= now_ms);
@@ -325,7 +317,7 @@ impl Engine {
         let input = BatchInput { profiles, cases, triggers, ..BatchInput::default() };
         let ctx = EvalContext { rules: self.rules.get(), now };
         reading.stop_and_record();
-        let _evaluate = crate::metrics::stage_timer("evaluate");
+        let _evaluate = stage_timer(Stage::Evaluate);
         let (write, report) = tokio::task::spawn_blocking(move || evaluate_timers(&ctx, input)).await?;
         Ok(Some(Prepared { write, report, last_seq: 0, now_ms }))
     }
@@ -344,11 +336,7 @@ impl Engine {
         let Some(p) = self.prepare(0, &Carry::default(), self.batch_size).await? else {
             return Ok(BatchReport::default());
         };
-        let commit = crate::metrics::stage_timer("commit");
-        self.db.commit_batch(&p.write, p.now_ms, &self.audit).await?;
-        commit.stop_and_record();
-        log_batch(&p.report);
-        Ok(p.report)
+        commit(&self.db, &self.audit, p, log_batch).await
     }
 
     /// Processes batches until no event is pending.
@@ -365,14 +353,11 @@ impl Engine {
         let mut total = BatchReport::default();
         let mut after = 0;
         let mut carry = Carry::default();
-        let mut inflight: Option<tokio::task::JoinHandle<Result<BatchReport>>> = None;
+        let mut inflight: Inflight = None;
         let mut limit = self.batch_size;
         loop {
             let next = if stop() { None } else { self.prepare(after, &carry, limit).await? };
-            if let Some(h) = inflight.take() {
-                let _wait = crate::metrics::stage_timer("wait");
-                total += h.await??;
-            }
+            total += settle(&mut inflight).await?;
             let Some(p) = next else {
                 return Ok(total);
             };
@@ -409,17 +394,28 @@ impl Engine {
         log: fn(&BatchReport),
     ) -> tokio::task::JoinHandle<Result<BatchReport>> {
         let (db, audit) = (self.db.clone(), self.audit.clone());
-        tokio::spawn(
-            async move {
-                let commit = crate::metrics::stage_timer("commit");
-                db.commit_batch(&p.write, p.now_ms, &audit).await?;
-                commit.stop_and_record();
-                log(&p.report);
-                Ok(p.report)
-            }
-            .instrument(span),
-        )
+        tokio::spawn(async move { commit(&db, &audit, p, log).await }.instrument(span))
     }
+}
+
+/// A batch committed on a task of its own, while the next is read and evaluated.
+type Inflight = Option<tokio::task::JoinHandle<Result<BatchReport>>>;
+
+/// Waits for the batch in flight, if there is one, to commit; what it did.
+async fn settle(inflight: &mut Inflight) -> Result<BatchReport> {
+    let Some(h) = inflight.take() else { return Ok(BatchReport::default()) };
+    let _wait = stage_timer(Stage::Wait);
+    h.await?
+}
+
+/// Commits `p` and reports it with `log` once it is in.
+async fn commit(db: &Db, audit: &crate::audit::Audit, p: Prepared, log: fn(&BatchReport)) -> Result<BatchReport> {
+    {
+        let _commit = stage_timer(Stage::Commit);
+        db.commit_batch(&p.write, p.now_ms, audit).await?;
+    }
+    log(&p.report);
+    Ok(p.report)
 }
 
 /// What a batch being committed wrote, for the batch evaluated meanwhile.

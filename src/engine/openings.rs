@@ -49,7 +49,7 @@ impl Engine {
     /// opened. Idempotent: a case that exists, in any state, is not opened
     /// again.
     pub async fn open_ahead(&self) -> Result<BatchReport> {
-        let _open = crate::metrics::stage_timer("open");
+        let _open = crate::metrics::stage_timer(crate::metrics::Stage::Open);
         let rules = self.rules.get();
         let now_ms = self.clock.now_ms();
         let target = now_ms + HORIZON_MS;
