@@ -21,6 +21,9 @@
 //!    its plan, and its first notices and prefilled drafts. (The child's
 //!    school age, coming of age and pension age open from the profile when
 //!    they come near, so a newborn writes no case for them.)
+//!    A line gives the engine's seconds per stage of this phase
+//!    (`proactive_engine_stage_seconds`: read, evaluate, commit, and the wait
+//!    for the batch in flight).
 //! 2. **Peak memory**: `VmHWM` of the process right after phase 1 (the
 //!    generator never holds more than one chunk, so it should not grow with N).
 //! 3. **Ceiling.** The rows phase 1 wrote (events with `processed_at` set,
@@ -89,13 +92,15 @@ async fn run(n: usize, stages: bool) -> Result<()> {
     // 1. End to end: ingestion and the engine running concurrently.
     let e2e_url = sqlite_url(&dir, "e2e.db");
     let db = Db::open(&e2e_url, cfg.database.max_connections).await?;
+    let stage_start = proactive::metrics::stage_seconds();
     let e2e = end_to_end(&db, &cfg, &rules, &births).await?;
+    let e2e_stages = common::stages_since(&stage_start);
     // 2. Peak memory of the process so far, before the ceiling reads anything back.
     let peak_mb = peak_rss_mb()?;
     let e2e_rate = n as f64 / e2e.total.as_secs_f64();
     println!(
         "end to end: {n} events in {:.2} s = {e2e_rate:.0} events/s (ingest finished at {:.2} s, {:.0} events/s; \
-         generating records took {:.2} s of it; {} engine batches)",
+         generating records took {:.2} s of it; {} batches' worth of events)",
         e2e.total.as_secs_f64(),
         e2e.ingest_done.as_secs_f64(),
         n as f64 / e2e.ingest_done.as_secs_f64(),
@@ -106,6 +111,7 @@ async fn run(n: usize, stages: bool) -> Result<()> {
         "engine output: {} cases, {} notices, {} drafts, {} rule errors",
         e2e.report.cases, e2e.report.notices, e2e.report.drafts, e2e.report.errors
     );
+    println!("engine stages (s): {e2e_stages}");
     println!("peak memory after end to end: {peak_mb:.1} MB (VmHWM)");
 
     // 3. The ceiling: the same rows, plain multi-row inserts into a fresh database.

@@ -6,6 +6,8 @@
 use anyhow::Result;
 use sqlx::Row;
 
+use super::reader::Statement;
+use super::writer::{Rows, Tx};
 use super::{Db, on_pool};
 use crate::audit::{Audit, Entry, Sealed};
 
@@ -22,9 +24,8 @@ macro_rules! append_audit {
             let mut lane = audit.take_lane();
             let rows = audit.seal(&mut lane, entries);
             for chunk in $crate::store::statement_chunks(&rows, 10) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_log (chain, seq, at, kind, purpose, subject_ref, notice_id, record, prev_hash, hash) ",
-                );
+                let mut qb = sqlx::QueryBuilder::new($crate::store::audit::AUDIT_INSERT);
+                qb.push(" ");
                 qb.push_values(chunk, |mut b, r| {
                     b.push_bind(r.chain.clone())
                         .push_bind(r.seq)
@@ -39,24 +40,73 @@ macro_rules! append_audit {
                 });
                 qb.build().execute(&mut *$tx).await?;
             }
-            sqlx::query(
-                "INSERT INTO audit_chains (chain, writer, started_at, head_seq, head_hash, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain) DO UPDATE SET head_seq = excluded.head_seq, \
-                 head_hash = excluded.head_hash, updated_at = excluded.updated_at",
-            )
-            .bind(&lane.chain)
-            .bind(audit.writer())
-            .bind(audit.started_at())
-            .bind(lane.seq)
-            .bind(hex::encode(lane.head))
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?;
+            sqlx::query($crate::store::audit::CHAIN_UPSERT)
+                .bind(&lane.chain)
+                .bind(audit.writer())
+                .bind(audit.started_at())
+                .bind(lane.seq)
+                .bind(hex::encode(lane.head))
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
             Some(lane)
         }
     }};
 }
 pub(crate) use append_audit;
+
+/// The insert of audit records, before its values.
+pub(crate) const AUDIT_INSERT: &str =
+    "INSERT INTO audit_log (chain, seq, at, kind, purpose, subject_ref, notice_id, record, prev_hash, hash)";
+
+/// Moves a chain's head to its last record (`$1` chain … `$6` time).
+pub(crate) const CHAIN_UPSERT: &str = "INSERT INTO audit_chains (chain, writer, started_at, head_seq, head_hash, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain) DO UPDATE SET head_seq = excluded.head_seq, \
+     head_hash = excluded.head_hash, updated_at = excluded.updated_at";
+
+/// As [`append_audit!`], in a transaction of either database through
+/// `writer::Tx`: seals `entries` onto a lane of `audit` and writes them with
+/// the chain's new head; the lane, to give back once the transaction committed.
+pub(crate) async fn append_in(
+    tx: &mut impl Tx,
+    audit: &Audit,
+    entries: Vec<Entry>,
+    now_ms: i64,
+) -> Result<Option<crate::audit::Lane>> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut lane = audit.take_lane();
+    let mut rows = Rows::new(AUDIT_INSERT, 10, "");
+    for r in audit.seal(&mut lane, entries) {
+        rows.push([
+            r.chain.into(),
+            r.seq.into(),
+            r.at.into(),
+            r.kind.into(),
+            r.purpose.into(),
+            r.subject_ref.into(),
+            r.notice_id.into(),
+            r.record.into(),
+            r.prev_hash.into(),
+            r.hash.into(),
+        ]);
+    }
+    tx.insert(&rows).await?;
+    let head = Statement::new(
+        CHAIN_UPSERT,
+        vec![
+            lane.chain.clone().into(),
+            audit.writer().into(),
+            audit.started_at().into(),
+            lane.seq.into(),
+            hex::encode(lane.head).into(),
+            now_ms.into(),
+        ],
+    );
+    tx.execute(&head).await?;
+    Ok(Some(lane))
+}
 
 const AUDIT_COLUMNS: &str = "chain, seq, at, kind, purpose, subject_ref, notice_id, record, prev_hash, hash";
 

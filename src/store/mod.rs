@@ -1,9 +1,9 @@
 //! The store: the one place that speaks SQL, on SQLite (the embedded default,
 //! one file in WAL mode) or PostgreSQL. Both run the same query texts
 //! wherever SQL allows (`$n` placeholders work on both); the few that differ
-//! say why beside them. On SQLite the engine's bulk reads go through
-//! connections of their own, synchronously (`reader`); everything else, and
-//! every write, goes through sqlx's pool.
+//! say why beside them. On SQLite the engine's bulk reads and its batch
+//! commits go through connections of their own, synchronously (`reader`,
+//! `writer`); everything else goes through sqlx's pool.
 
 mod api;
 mod attempts;
@@ -22,6 +22,7 @@ mod reader;
 mod receipts;
 mod simulate;
 mod snapshot;
+mod writer;
 
 pub use api::{ApiKeyRow, Stored};
 pub use attempts::Attempt;
@@ -33,7 +34,7 @@ pub use delivery_extra::{AttemptRow, ReceiptRow};
 pub use events::{ConnectorState, EventRow, IngestCounts, NewQuarantine, QuarantineRow};
 pub use openings::Dated;
 pub use outbox::{BatchWrite, ClaimedNotice, DeliveryRow, DraftRow, NoticeRow, NoticeState, OutcomeRow, Withdraw};
-pub use reader::Readers;
+pub use reader::Direct;
 pub use receipts::{ReceiptPoll, ReceiptState};
 pub use simulate::EndedStep;
 pub use snapshot::{CompanyPrint, NewSnapshot, SnapshotRow};
@@ -43,7 +44,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 /// Migrations for each database, plain SQL files beside the code.
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -52,8 +53,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// The embedded default: sqlx's pool, and the engine's bulk readers (`reader`).
-    Sqlite(SqlitePool, std::sync::Arc<Readers>),
+    /// The embedded default: sqlx's pool, and the engine's own connections (`reader`).
+    Sqlite(SqlitePool, std::sync::Arc<Direct>),
     /// For deployments that outgrow one machine.
     Postgres(PgPool),
 }
@@ -69,6 +70,26 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Settings of every SQLite connection, the pool's and the engine's own.
+pub(crate) const SQLITE_PRAGMAS: &[(&str, &str)] = &[
+    // Derived ids (hashes) land anywhere in their indexes; a page cache of
+    // 64 MiB a connection keeps those inserts off the disk.
+    ("cache_size", "-65536"),
+    // Checkpoint every ~160 MiB of WAL rather than SQLite's 4 MiB: batch
+    // commits touch the same index pages again and again, and each checkpoint
+    // copies them back into the database (measured by the schedule bench: a
+    // quarter less time per event).
+    ("wal_autocheckpoint", "40000"),
+    // A multi-row upsert keeps a statement journal to undo itself on a
+    // conflict; kept in memory it costs no file writes.
+    ("temp_store", "MEMORY"),
+    // WAL with NORMAL survives a process crash; only an OS crash can lose the last commits.
+    ("synchronous", "NORMAL"),
+];
+
+/// How long an SQLite connection waits for another's write lock.
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// SQLite allows 32,766 bound values per statement and PostgreSQL 65,535;
 /// multi-row statements are cut into chunks that fit both.
@@ -109,31 +130,19 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url).with_context(|| format!("bad SQLite URL {url}"))?;
-            let readers = Readers::new(opts.get_filename().to_path_buf());
+            let direct = Direct::new(opts.get_filename().to_path_buf());
+            let opts = SQLITE_PRAGMAS.iter().fold(opts, |o, (name, value)| o.pragma(*name, *value));
             let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // WAL with NORMAL survives a process crash; only an OS crash can lose the last commits.
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
-                // Derived ids (hashes) land anywhere in their indexes; a page
-                // cache of 64 MiB a connection keeps those inserts off the disk.
-                .pragma("cache_size", "-65536")
-                // Checkpoint every ~160 MiB of WAL rather than SQLite's 4 MiB:
-                // batch commits touch the same index pages again and again, and
-                // each checkpoint copies them back into the database (measured
-                // by the schedule bench: a quarter less time per event).
-                .pragma("wal_autocheckpoint", "40000")
-                // A multi-row upsert keeps a statement journal to undo itself
-                // on a conflict; kept in memory it costs no file writes.
-                .pragma("temp_store", "MEMORY")
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(false);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .connect_with(opts)
                 .await
                 .with_context(|| format!("cannot open SQLite database {url}"))?;
-            Ok(Db::Sqlite(pool, readers))
+            Ok(Db::Sqlite(pool, direct))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url).context("bad PostgreSQL URL")?;
             Self::connect_pg(opts, max_connections).await

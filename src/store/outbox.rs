@@ -2,11 +2,13 @@
 //! commits per batch, and what delivery workers claim and record.
 
 use anyhow::Result;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
-use super::audit::append_audit;
+use super::audit::append_in;
 use super::cases::plan_json;
-use super::{Db, on_pool, statement_chunks};
+use super::reader::Statement;
+use super::writer::{PgTx, Rows, SqliteTx, Tx};
+use super::{Db, on_pool};
 use crate::audit::{Audit, Entry};
 use crate::engine::cases::Case;
 use crate::engine::profile::Profile;
@@ -215,217 +217,28 @@ impl Db {
     /// Commits one engine batch atomically: profiles, cases, notices, drafts,
     /// outcomes, the processed mark of its events, and their audit records
     /// (the batch's own, the notices it made and those it withdrew) on a
-    /// lane of `audit`.
+    /// lane of `audit`. On SQLite it is written through the engine's own
+    /// connection (see `writer`).
     pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64, audit: &Audit) -> Result<()> {
-        let mut entries: Vec<Entry> = w.audit.clone();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for chunk in statement_chunks(&w.profiles, 9) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO profiles (subject, kind, birth_date, birth_seq, death_date, mother, father, doc, updated_at) ",
-                );
-                let docs = chunk.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
-                qb.push_values(chunk.iter().zip(docs), |mut b, (p, doc)| {
-                    b.push_bind(p.subject.clone())
-                        .push_bind(p.kind.as_str())
-                        .push_bind(p.birth_date.map(|d| d.to_string()))
-                        .push_bind(p.birth_seq)
-                        .push_bind(p.death_date.map(|d| d.to_string()))
-                        .push_bind(p.mother.clone())
-                        .push_bind(p.father.clone())
-                        .push_bind(doc)
-                        .push_bind(now_ms);
-                });
-                qb.push(
-                    " ON CONFLICT (subject) DO UPDATE SET kind = excluded.kind, birth_date = excluded.birth_date, \
-                     birth_seq = excluded.birth_seq, death_date = excluded.death_date, mother = excluded.mother, \
-                     father = excluded.father, \
-                     doc = excluded.doc, updated_at = excluded.updated_at",
-                );
-                qb.build().execute(&mut *tx).await?;
+        let plan = BatchPlan::new(w, audit, now_ms)?;
+        let lane = match self {
+            Db::Sqlite(_, direct) => {
+                let audit = audit.clone();
+                let rt = tokio::runtime::Handle::current();
+                // No step of a SQLite `Tx` awaits anything: the future runs
+                // through at once, on this blocking thread.
+                direct.write(move |tx| rt.block_on(plan.write(&mut SqliteTx(tx), &audit, now_ms))).await?
             }
-            for chunk in statement_chunks(&w.cases, 13) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO cases (id, life_situation, version, subject, fact, state, trigger_seq, started_at, \
-                     anchor, plan, next_due_at, closed_reason, created_at, updated_at) ",
-                );
-                let plans = chunk.iter().map(plan_json).collect::<Result<Vec<_>>>()?;
-                qb.push_values(chunk.iter().zip(plans), |mut b, (c, plan)| {
-                    b.push_bind(c.id.clone())
-                        .push_bind(c.life_situation.clone())
-                        .push_bind(c.version)
-                        .push_bind(c.subject.clone())
-                        .push_bind(c.fact.clone())
-                        .push_bind(c.state.clone())
-                        .push_bind(c.trigger_seq)
-                        .push_bind(c.started_at)
-                        .push_bind(c.anchor.map(|d| d.to_string()))
-                        .push_bind(plan)
-                        .push_bind(c.next_due())
-                        .push_bind(c.closed_reason.clone())
-                        .push_bind(now_ms)
-                        .push_bind(now_ms);
-                });
-                qb.push(
-                    " ON CONFLICT (id) DO UPDATE SET state = excluded.state, anchor = excluded.anchor, \
-                     plan = excluded.plan, next_due_at = excluded.next_due_at, \
-                     closed_reason = excluded.closed_reason, updated_at = excluded.updated_at",
-                );
-                qb.build().execute(&mut *tx).await?;
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let lane = plan.write(&mut PgTx(&mut tx), audit, now_ms).await?;
+                tx.commit().await?;
+                lane
             }
-            let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
-            for chunk in statement_chunks(&w.notices, 16) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
-                     draft_ref, due_at, available_at, state, priority, created_at, trace) ",
-                );
-                let traces = chunk.iter().map(|n| serde_json::to_string(&n.trace)).collect::<Result<Vec<_>, _>>()?;
-                qb.push_values(chunk.iter().zip(traces), |mut b, (n, trace)| {
-                    b.push_bind(n.id.clone())
-                        .push_bind(n.case_id.clone())
-                        .push_bind(n.life_situation.clone())
-                        .push_bind(n.version)
-                        .push_bind(n.step.clone())
-                        .push_bind(n.recipient.clone())
-                        .push_bind(n.purpose.clone())
-                        .push_bind(n.template.clone())
-                        .push_bind(n.data.to_string())
-                        .push_bind(n.draft_ref.clone())
-                        .push_bind(n.due_at)
-                        .push_bind(n.available_at)
-                        .push_bind(n.state)
-                        .push_bind(n.priority)
-                        .push_bind(now_ms)
-                        .push_bind(trace);
-                });
-                // Only notices this batch really made are recorded: the same
-                // decision made again is the notice already there.
-                qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-                for r in qb.build().fetch_all(&mut *tx).await? {
-                    made.insert(r.try_get("id")?);
-                }
-            }
-            entries.extend(w.notices.iter().filter(|n| made.contains(&n.id)).map(|n| created_entry(audit, n, now_ms)));
-            for chunk in statement_chunks(&w.drafts, 7) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO drafts (ref, case_id, service_id, applicant, fields, expires_at, created_at) ",
-                );
-                qb.push_values(chunk, |mut b, d| {
-                    b.push_bind(d.reference.clone())
-                        .push_bind(d.case_id.clone())
-                        .push_bind(d.service_id.clone())
-                        .push_bind(d.applicant.clone())
-                        .push_bind(d.fields.to_string())
-                        .push_bind(d.expires_at)
-                        .push_bind(now_ms);
-                });
-                qb.push(" ON CONFLICT (ref) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
-            }
-            for wd in &w.withdraw {
-                let (column, key, purpose, reason) = match wd {
-                    Withdraw::Case(id, r) => ("case_id", id, None, r),
-                    Withdraw::Recipient(code, r) => ("recipient", code, None, r),
-                    Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
-                };
-                // One statement for both, so a notice a worker moves between
-                // `sending` and `pending` meanwhile is caught in one state or the
-                // other (PostgreSQL re-reads a row a worker had locked):
-                // - still queued: cancelled;
-                // - already handed to a gateway (`sending` was committed before the
-                //   call): not recalled, but marked, recorded as in flight below,
-                //   and not retried if that send does not go through.
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE notices SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END, \
-                     last_error = CASE WHEN state = 'pending' THEN $1 ELSE last_error END, \
-                     withdrawn = CASE WHEN state = 'sending' THEN $1 ELSE withdrawn END \
-                     WHERE {column} = $2 AND (state = 'pending' OR (state = 'sending' AND withdrawn IS NULL)) \
-                     AND ($3 IS NULL OR purpose = $3) \
-                     RETURNING id, recipient, purpose, life_situation, version, channel, state"
-                )))
-                .bind(reason)
-                .bind(key)
-                .bind(purpose)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut flying = Vec::new();
-                for r in rows {
-                    if r.try_get::<String, _>("state")? == "sending" {
-                        flying.push(r);
-                        continue;
-                    }
-                    let detail = serde_json::json!({
-                        "life_situation": r.try_get::<String, _>("life_situation")?,
-                        "version": r.try_get::<i64, _>("version")?,
-                        "reason": crate::mask::mask_codes_in(reason),
-                    });
-                    entries.push(withdrawn_entry(&r, "notice.withdrawn", detail, now_ms)?);
-                }
-                let why = format!("{}{reason}", crate::audit::plain::IN_FLIGHT);
-                for r in flying {
-                    let (id, channel): (String, Option<String>) = (r.try_get("id")?, r.try_get("channel")?);
-                    sqlx::query(
-                        "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
-                         VALUES ($1, $2, $3, 'in_flight', NULL, $4)",
-                    )
-                    .bind(&id)
-                    .bind(channel.as_deref().unwrap_or("outbox"))
-                    .bind(now_ms)
-                    .bind(&why)
-                    .execute(&mut *tx)
-                    .await?;
-                    let detail = serde_json::json!({ "reason": crate::mask::mask_codes_in(reason) });
-                    entries.push(withdrawn_entry(&r, "notice.withdrawn_in_flight", detail, now_ms)?);
-                }
-            }
-            for chunk in statement_chunks(&w.outcomes, 6) {
-                let mut qb =
-                    QueryBuilder::new("INSERT INTO event_outcomes (event_seq, life_situation, step, outcome, detail, at) ");
-                qb.push_values(chunk, |mut b, o| {
-                    b.push_bind(o.event_seq)
-                        .push_bind(o.life_situation.clone())
-                        .push_bind(o.step.clone())
-                        .push_bind(o.outcome.clone())
-                        .push_bind(o.detail.clone())
-                        .push_bind(now_ms);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            for chunk in statement_chunks(&w.processed, 1) {
-                let mut qb = QueryBuilder::new("UPDATE events SET processed_at = ");
-                qb.push_bind(now_ms);
-                qb.push(" WHERE seq IN (");
-                let mut sep = qb.separated(", ");
-                for s in chunk {
-                    sep.push_bind(*s);
-                }
-                qb.push(")");
-                qb.build().execute(&mut *tx).await?;
-            }
-            for chunk in statement_chunks(&w.documents, 3) {
-                let mut qb = QueryBuilder::new("INSERT INTO document_expiry (expires, seq, subject) ");
-                qb.push_values(chunk, |mut b, d| {
-                    b.push_bind(&d.date).push_bind(d.seq).push_bind(&d.subject);
-                });
-                qb.push(" ON CONFLICT (expires, seq) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
-            }
-            for (id, through) in &w.openings {
-                sqlx::query(
-                    "INSERT INTO openings (life_situation, through) VALUES ($1, $2) \
-                     ON CONFLICT (life_situation) DO UPDATE SET through = excluded.through",
-                )
-                .bind(id)
-                .bind(through)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let lane = append_audit!(tx, audit, entries, now_ms);
-            tx.commit().await?;
-            if let Some(l) = lane {
-                audit.give_back(l);
-            }
-        });
+        };
+        if let Some(l) = lane {
+            audit.give_back(l);
+        }
         Ok(())
     }
 
@@ -569,20 +382,273 @@ impl Db {
     }
 }
 
-/// The audit record of a notice a withdrawal reached (a row with its id, recipient and purpose).
-fn withdrawn_entry<R: Row>(r: &R, kind: &str, detail: serde_json::Value, at: i64) -> Result<Entry>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(Entry {
-        kind: kind.into(),
-        at,
-        purpose: Some(r.try_get("purpose")?),
-        subject: Some(r.try_get("recipient")?),
-        notice_id: Some(r.try_get("id")?),
-        detail,
-    })
+/// A batch's rows, made ready to write on either database.
+struct BatchPlan {
+    profiles: Rows,
+    cases: Rows,
+    notices: Rows,
+    /// The `notice.created` record of each new notice, by id: recorded for those really made.
+    created: Vec<(String, Entry)>,
+    drafts: Rows,
+    withdraw: Vec<Withdraw>,
+    outcomes: Rows,
+    processed: Vec<Statement>,
+    documents: Rows,
+    openings: Vec<Statement>,
+    /// The batch's own audit records.
+    audit: Vec<Entry>,
+}
+
+impl BatchPlan {
+    fn new(w: &BatchWrite, audit: &Audit, now_ms: i64) -> Result<BatchPlan> {
+        let mut profiles = Rows::new(
+            "INSERT INTO profiles (subject, kind, birth_date, birth_seq, death_date, mother, father, doc, updated_at)",
+            9,
+            " ON CONFLICT (subject) DO UPDATE SET kind = excluded.kind, birth_date = excluded.birth_date, \
+             birth_seq = excluded.birth_seq, death_date = excluded.death_date, mother = excluded.mother, \
+             father = excluded.father, doc = excluded.doc, updated_at = excluded.updated_at",
+        );
+        for p in &w.profiles {
+            profiles.push([
+                p.subject.as_str().into(),
+                p.kind.as_str().into(),
+                p.birth_date.map(|d| d.to_string()).into(),
+                p.birth_seq.into(),
+                p.death_date.map(|d| d.to_string()).into(),
+                p.mother.clone().into(),
+                p.father.clone().into(),
+                serde_json::to_string(p)?.into(),
+                now_ms.into(),
+            ]);
+        }
+        let mut cases = Rows::new(
+            "INSERT INTO cases (id, life_situation, version, subject, fact, state, trigger_seq, started_at, \
+             anchor, plan, next_due_at, closed_reason, created_at, updated_at)",
+            14,
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, anchor = excluded.anchor, \
+             plan = excluded.plan, next_due_at = excluded.next_due_at, \
+             closed_reason = excluded.closed_reason, updated_at = excluded.updated_at",
+        );
+        for c in &w.cases {
+            cases.push([
+                c.id.as_str().into(),
+                c.life_situation.as_str().into(),
+                c.version.into(),
+                c.subject.as_str().into(),
+                c.fact.as_str().into(),
+                c.state.as_str().into(),
+                c.trigger_seq.into(),
+                c.started_at.into(),
+                c.anchor.map(|d| d.to_string()).into(),
+                plan_json(c)?.into(),
+                c.next_due().into(),
+                c.closed_reason.clone().into(),
+                now_ms.into(),
+                now_ms.into(),
+            ]);
+        }
+        // Only notices this batch really made are recorded: the same
+        // decision made again is the notice already there.
+        let mut notices = Rows::new(
+            "INSERT INTO notices (id, case_id, life_situation, version, step, recipient, purpose, template, data, \
+             draft_ref, due_at, available_at, state, priority, created_at, trace)",
+            16,
+            " ON CONFLICT (id) DO NOTHING",
+        );
+        for n in &w.notices {
+            notices.push([
+                n.id.as_str().into(),
+                n.case_id.as_str().into(),
+                n.life_situation.as_str().into(),
+                n.version.into(),
+                n.step.as_str().into(),
+                n.recipient.as_str().into(),
+                n.purpose.as_str().into(),
+                n.template.as_str().into(),
+                n.data.to_string().into(),
+                n.draft_ref.clone().into(),
+                n.due_at.into(),
+                n.available_at.into(),
+                n.state.into(),
+                n.priority.into(),
+                now_ms.into(),
+                serde_json::to_string(&n.trace)?.into(),
+            ]);
+        }
+        let created = w.notices.iter().map(|n| (n.id.clone(), created_entry(audit, n, now_ms))).collect();
+        let mut drafts = Rows::new(
+            "INSERT INTO drafts (ref, case_id, service_id, applicant, fields, expires_at, created_at)",
+            7,
+            " ON CONFLICT (ref) DO NOTHING",
+        );
+        for d in &w.drafts {
+            drafts.push([
+                d.reference.as_str().into(),
+                d.case_id.as_str().into(),
+                d.service_id.as_str().into(),
+                d.applicant.as_str().into(),
+                d.fields.to_string().into(),
+                d.expires_at.into(),
+                now_ms.into(),
+            ]);
+        }
+        let mut outcomes =
+            Rows::new("INSERT INTO event_outcomes (event_seq, life_situation, step, outcome, detail, at)", 6, "");
+        for o in &w.outcomes {
+            outcomes.push([
+                o.event_seq.into(),
+                o.life_situation.as_str().into(),
+                o.step.clone().into(),
+                o.outcome.as_str().into(),
+                o.detail.as_str().into(),
+                now_ms.into(),
+            ]);
+        }
+        // The time is an integer of our own, not input: written into the text,
+        // it leaves every placeholder to the list.
+        let processed =
+            Statement::in_list(&format!("UPDATE events SET processed_at = {now_ms} WHERE seq"), &w.processed, "");
+        let mut documents = Rows::new(
+            "INSERT INTO document_expiry (expires, seq, subject)",
+            3,
+            " ON CONFLICT (expires, seq) DO NOTHING",
+        );
+        for d in &w.documents {
+            documents.push([d.date.as_str().into(), d.seq.into(), d.subject.as_str().into()]);
+        }
+        // One statement each: PostgreSQL refuses to upsert a row twice in one.
+        let openings = w
+            .openings
+            .iter()
+            .map(|(id, through)| {
+                Statement::new(
+                    "INSERT INTO openings (life_situation, through) VALUES ($1, $2) \
+                     ON CONFLICT (life_situation) DO UPDATE SET through = excluded.through",
+                    vec![id.as_str().into(), (*through).into()],
+                )
+            })
+            .collect();
+        Ok(BatchPlan {
+            profiles,
+            cases,
+            notices,
+            created,
+            drafts,
+            withdraw: w.withdraw.clone(),
+            outcomes,
+            processed,
+            documents,
+            openings,
+            audit: w.audit.clone(),
+        })
+    }
+
+    /// Writes the batch in `tx`; the audit lane to give back once it committed.
+    async fn write(self, tx: &mut impl Tx, audit: &Audit, now_ms: i64) -> Result<Option<crate::audit::Lane>> {
+        let mut entries = self.audit;
+        tx.insert(&self.profiles).await?;
+        tx.insert(&self.cases).await?;
+        let made = tx.insert_new(&self.notices, "id").await?;
+        entries.extend(self.created.into_iter().filter(|(id, _)| made.contains(id)).map(|(_, e)| e));
+        tx.insert(&self.drafts).await?;
+        for wd in &self.withdraw {
+            entries.extend(withdraw(tx, wd, now_ms).await?);
+        }
+        tx.insert(&self.outcomes).await?;
+        for s in &self.processed {
+            tx.execute(s).await?;
+        }
+        tx.insert(&self.documents).await?;
+        for s in &self.openings {
+            tx.execute(s).await?;
+        }
+        append_in(tx, audit, entries, now_ms).await
+    }
+}
+
+/// A notice a withdrawal reached.
+struct Reached {
+    id: String,
+    recipient: String,
+    purpose: String,
+    life_situation: String,
+    version: i64,
+    channel: Option<String>,
+    state: String,
+}
+
+/// Withdraws the queued notices `wd` names after this batch's own are in;
+/// the audit records of those it reached.
+async fn withdraw(tx: &mut impl Tx, wd: &Withdraw, now_ms: i64) -> Result<Vec<Entry>> {
+    let (column, key, purpose, reason) = match wd {
+        Withdraw::Case(id, r) => ("case_id", id, None, r),
+        Withdraw::Recipient(code, r) => ("recipient", code, None, r),
+        Withdraw::Purpose(code, p, r) => ("recipient", code, Some(p), r),
+    };
+    // One statement for both, so a notice a worker moves between `sending`
+    // and `pending` meanwhile is caught in one state or the other
+    // (PostgreSQL re-reads a row a worker had locked):
+    // - still queued: cancelled;
+    // - already handed to a gateway (`sending` was committed before the
+    //   call): not recalled, but marked, recorded as in flight below, and
+    //   not retried if that send does not go through.
+    let update = Statement::new(
+        format!(
+            "UPDATE notices SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END, \
+             last_error = CASE WHEN state = 'pending' THEN $1 ELSE last_error END, \
+             withdrawn = CASE WHEN state = 'sending' THEN $1 ELSE withdrawn END \
+             WHERE {column} = $2 AND (state = 'pending' OR (state = 'sending' AND withdrawn IS NULL)) \
+             AND ($3 IS NULL OR purpose = $3) \
+             RETURNING id, recipient, purpose, life_situation, version, channel, state"
+        ),
+        vec![reason.as_str().into(), key.as_str().into(), purpose.cloned().into()],
+    );
+    let reached = tx
+        .query(&update, |r| {
+            Ok(Reached {
+                id: r.text("id")?,
+                recipient: r.text("recipient")?,
+                purpose: r.text("purpose")?,
+                life_situation: r.text("life_situation")?,
+                version: r.int("version")?,
+                channel: r.opt_text("channel")?,
+                state: r.text("state")?,
+            })
+        })
+        .await?;
+    let masked = crate::mask::mask_codes_in(reason);
+    let why = format!("{}{reason}", crate::audit::plain::IN_FLIGHT);
+    let mut entries = Vec::with_capacity(reached.len());
+    for r in reached {
+        let (kind, detail) = if r.state == "sending" {
+            tx.execute(&Statement::new(
+                "INSERT INTO deliveries (notice_id, channel, attempted_at, outcome, provider_id, error) \
+                 VALUES ($1, $2, $3, 'in_flight', NULL, $4)",
+                vec![
+                    r.id.as_str().into(),
+                    r.channel.as_deref().unwrap_or("outbox").into(),
+                    now_ms.into(),
+                    why.as_str().into(),
+                ],
+            ))
+            .await?;
+            ("notice.withdrawn_in_flight", serde_json::json!({ "reason": masked }))
+        } else {
+            let detail = serde_json::json!({
+                "life_situation": r.life_situation, "version": r.version, "reason": masked,
+            });
+            ("notice.withdrawn", detail)
+        };
+        entries.push(Entry {
+            kind: kind.into(),
+            at: now_ms,
+            purpose: Some(r.purpose),
+            subject: Some(r.recipient),
+            notice_id: Some(r.id),
+            detail,
+        });
+    }
+    Ok(entries)
 }
 
 pub(crate) fn claimed_from_row<R: Row>(r: &R) -> Result<ClaimedNotice>

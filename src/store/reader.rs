@@ -1,4 +1,5 @@
-//! The engine's bulk reads on SQLite, through connections of its own.
+//! The engine's bulk reads and batch commits on SQLite, through connections
+//! of its own.
 //!
 //! sqlx runs each SQLite connection on a worker thread and hands every row
 //! to the caller's task over a channel, one wake-up per row; the engine's
@@ -20,14 +21,72 @@ use sqlx::Row;
 
 use super::Db;
 
-/// A value bound to a query; the engine's keys are text or integers.
+/// A value bound to a query; the engine's keys and columns are text or integers.
 #[derive(Clone, Debug)]
 pub(crate) enum Param {
     /// Text (codes, ids, dates).
     Text(String),
     /// An integer (seqs, times in ms).
     Int(i64),
+    /// A missing text: PostgreSQL types every bound value, NULL too.
+    NullText,
+    /// A missing integer.
+    NullInt,
 }
+
+impl From<String> for Param {
+    fn from(s: String) -> Self {
+        Param::Text(s)
+    }
+}
+
+impl From<&str> for Param {
+    fn from(s: &str) -> Self {
+        Param::Text(s.to_string())
+    }
+}
+
+impl From<i64> for Param {
+    fn from(i: i64) -> Self {
+        Param::Int(i)
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(s: Option<String>) -> Self {
+        s.map_or(Param::NullText, Param::Text)
+    }
+}
+
+impl From<Option<i64>> for Param {
+    fn from(i: Option<i64>) -> Self {
+        i.map_or(Param::NullInt, Param::Int)
+    }
+}
+
+impl Param {
+    /// Binds this value as `$i` (from 1) of a rusqlite statement.
+    pub(crate) fn bind_sqlite(&self, st: &mut rusqlite::Statement<'_>, i: usize) -> rusqlite::Result<()> {
+        match self {
+            Param::Text(t) => st.raw_bind_parameter(i, t),
+            Param::Int(n) => st.raw_bind_parameter(i, n),
+            Param::NullText | Param::NullInt => st.raw_bind_parameter(i, rusqlite::types::Null),
+        }
+    }
+
+    /// Binds this value as the next parameter of a sqlx query on PostgreSQL.
+    pub(crate) fn bind_pg<'q>(&'q self, q: PgQuery<'q>) -> PgQuery<'q> {
+        match self {
+            Param::Text(t) => q.bind(t.as_str()),
+            Param::Int(n) => q.bind(*n),
+            Param::NullText => q.bind(None::<&str>),
+            Param::NullInt => q.bind(None::<i64>),
+        }
+    }
+}
+
+/// A sqlx query on PostgreSQL with its arguments.
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl From<&String> for Param {
     fn from(s: &String) -> Self {
@@ -99,6 +158,21 @@ impl Statement {
         Statement { sql: sql.into(), params }
     }
 
+    /// The statement as a sqlx query on PostgreSQL, its values bound.
+    pub(crate) fn pg_query(&self) -> PgQuery<'_> {
+        self.params.iter().fold(sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str())), |q, p| p.bind_pg(q))
+    }
+
+    /// The statement prepared (and cached) on `conn`, its values bound.
+    pub(crate) fn sqlite_prepared<'c>(&self, conn: &'c rusqlite::Connection) -> Result<rusqlite::CachedStatement<'c>> {
+        // `?NNN` is SQLite's numbered placeholder; the texts carry no `$` but these.
+        let mut st = conn.prepare_cached(&self.sql.replace('$', "?"))?;
+        for (i, p) in self.params.iter().enumerate() {
+            p.bind_sqlite(&mut st, i + 1)?;
+        }
+        Ok(st)
+    }
+
     /// `head` + `IN ($1, …)` over `keys` + `tail`, one statement per chunk
     /// that fits both databases (see [`super::statement_chunks`]).
     pub fn in_list<'k, K: 'k>(head: &str, keys: &'k [K], tail: &str) -> Vec<Statement>
@@ -118,36 +192,78 @@ impl Statement {
     }
 }
 
-/// Idle read connections to one SQLite file, opened when first needed.
+/// The engine's own connections to one SQLite file, opened when first
+/// needed: idle readers, and the one connection its batch commits use.
 #[derive(Debug)]
-pub struct Readers {
+pub struct Direct {
     path: std::path::PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    writer: Mutex<Option<rusqlite::Connection>>,
 }
 
 /// Read connections kept open between reads; more are opened when readers
 /// overlap and closed once they are back.
 const KEEP_IDLE: usize = 4;
 
-impl Readers {
-    /// Readers of the database file at `path` (which the pool has created).
-    pub fn new(path: std::path::PathBuf) -> Arc<Readers> {
-        Arc::new(Readers { path, idle: Mutex::new(Vec::new()) })
+impl Direct {
+    /// Connections to the database file at `path` (which the pool has created).
+    pub fn new(path: std::path::PathBuf) -> Arc<Direct> {
+        Arc::new(Direct { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None) })
+    }
+
+    /// A connection with the pool's settings (`super::SQLITE_PRAGMAS`).
+    fn open(&self, to: &str) -> Result<rusqlite::Connection> {
+        let c = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open SQLite database {} to {to}", self.path.display()))?;
+        for (name, value) in super::SQLITE_PRAGMAS {
+            c.execute_batch(&format!("PRAGMA {name} = {value};"))?;
+        }
+        c.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(c)
     }
 
     fn take(&self) -> Result<rusqlite::Connection> {
         if let Some(c) = self.idle.lock().expect("readers' lock").pop() {
             return Ok(c);
         }
-        let c = rusqlite::Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("cannot open SQLite database {} to read", self.path.display()))?;
-        // The pool's page cache size; query_only makes a slip into a write an error.
-        c.execute_batch("PRAGMA cache_size = -65536; PRAGMA busy_timeout = 30000; PRAGMA query_only = 1;")?;
-        c.set_prepared_statement_cache_capacity(32);
+        let c = self.open("read")?;
+        // A slip into a write is an error on a reader.
+        c.execute_batch("PRAGMA query_only = 1;")?;
         Ok(c)
+    }
+
+    /// Runs `write` in one immediate write transaction on the writer
+    /// connection, on a blocking thread, and commits it. A transaction that
+    /// fails is rolled back and its connection closed, so no half-known
+    /// state is carried into the next.
+    pub(crate) async fn write<T, F>(self: &Arc<Self>, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = me.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = match slot.as_mut() {
+                Some(c) => c,
+                None => slot.insert(me.open("write")?),
+            };
+            let out = (|| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let out = write(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            if out.is_err() {
+                *slot = None;
+            }
+            out
+        })
+        .await?
     }
 
     fn give_back(&self, c: rusqlite::Connection) {
@@ -177,14 +293,7 @@ fn read_all<T>(conn: &rusqlite::Connection, statements: &[Statement], map: MapRo
     let tx = conn.unchecked_transaction()?;
     let mut out = Vec::new();
     for s in statements {
-        // `?NNN` is SQLite's numbered placeholder; the texts carry no `$` but these.
-        let mut st = tx.prepare_cached(&s.sql.replace('$', "?"))?;
-        for (i, p) in s.params.iter().enumerate() {
-            match p {
-                Param::Text(t) => st.raw_bind_parameter(i + 1, t)?,
-                Param::Int(n) => st.raw_bind_parameter(i + 1, n)?,
-            }
-        }
+        let mut st = s.sqlite_prepared(&tx)?;
         let mut rows = st.raw_query();
         while let Some(r) = rows.next()? {
             out.push(map(r)?);
@@ -202,14 +311,7 @@ impl Db {
             Db::Postgres(pool) => {
                 let mut out = Vec::new();
                 for s in &statements {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(s.sql.as_str()));
-                    for p in &s.params {
-                        q = match p {
-                            Param::Text(t) => q.bind(t.as_str()),
-                            Param::Int(n) => q.bind(*n),
-                        };
-                    }
-                    for r in q.fetch_all(pool).await? {
+                    for r in s.pg_query().fetch_all(pool).await? {
                         out.push(map(&r)?);
                     }
                 }
