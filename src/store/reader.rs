@@ -199,6 +199,29 @@ pub struct Direct {
     path: std::path::PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
     writer: Mutex<Option<rusqlite::Connection>>,
+    /// Wakes the checkpointer thread, started with the first call.
+    checkpoint: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>>,
+    /// WAL pages that call for it ([`CHECKPOINT_PAGES`]; tests take fewer).
+    checkpoint_pages: i32,
+    /// Checkpoints the thread has run.
+    checkpoints: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// WAL pages after which the writer's commit hands the checkpoint to a
+/// thread of its own: SQLite's own (`wal_autocheckpoint`) runs inside the
+/// commit that crosses it, and copying the pages back into the database was
+/// half of the engine's commit time (schedule bench, 400,000 people).
+const CHECKPOINT_PAGES: i32 = 20_000;
+
+std::thread_local! {
+    /// Pages in the WAL after the last commit on this thread (see `wal_pages`).
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The writer's WAL hook: SQLite calls it in the committing thread, which reads it right after.
+fn wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages);
+    Ok(())
 }
 
 /// Read connections kept open between reads; more are opened when readers
@@ -208,22 +231,44 @@ const KEEP_IDLE: usize = 4;
 impl Direct {
     /// Connections to the database file at `path` (which the pool has created).
     pub fn new(path: std::path::PathBuf) -> Arc<Direct> {
-        Arc::new(Direct { path, idle: Mutex::new(Vec::new()), writer: Mutex::new(None) })
+        Arc::new(Direct {
+            path,
+            idle: Mutex::new(Vec::new()),
+            writer: Mutex::new(None),
+            checkpoint: std::sync::OnceLock::new(),
+            checkpoint_pages: CHECKPOINT_PAGES,
+            checkpoints: Arc::default(),
+        })
     }
 
     /// A connection with the pool's settings (`super::SQLITE_PRAGMAS`).
     fn open(&self, to: &str) -> Result<rusqlite::Connection> {
-        let c = rusqlite::Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("cannot open SQLite database {} to {to}", self.path.display()))?;
-        for (name, value) in super::SQLITE_PRAGMAS {
-            c.execute_batch(&format!("PRAGMA {name} = {value};"))?;
-        }
-        c.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
-        c.set_prepared_statement_cache_capacity(64);
-        Ok(c)
+        open_at(&self.path, to)
+    }
+
+    /// Asks the checkpointer thread to copy the WAL back into the database;
+    /// a request while one runs is the same request.
+    fn checkpoint_soon(&self) {
+        let wake = self.checkpoint.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            let (path, done) = (self.path.clone(), self.checkpoints.clone());
+            // The thread ends when its `Direct` (the sender) is dropped.
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || {
+                    let Ok(c) = open_at(&path, "checkpoint") else { return };
+                    while rx.recv().is_ok() {
+                        // PASSIVE: copies what no reader needs, never waits on the writer.
+                        match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            Ok(()) => drop(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+                            Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+                        }
+                    }
+                })
+                .expect("a thread for WAL checkpoints");
+            tx
+        });
+        let _ = wake.try_send(());
     }
 
     fn take(&self) -> Result<rusqlite::Connection> {
@@ -250,12 +295,21 @@ impl Direct {
             let mut slot = me.writer.lock().unwrap_or_else(|e| e.into_inner());
             let conn = match slot.as_mut() {
                 Some(c) => c,
-                None => slot.insert(me.open("write")?),
+                None => {
+                    let c = me.open("write")?;
+                    // In place of SQLite's own checkpoints (see `CHECKPOINT_PAGES`).
+                    c.wal_hook(Some(wal_pages));
+                    slot.insert(c)
+                }
             };
             let out = (|| {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let out = write(&tx)?;
+                WAL_PAGES.set(0);
                 tx.commit()?;
+                if WAL_PAGES.get() >= me.checkpoint_pages {
+                    me.checkpoint_soon();
+                }
                 Ok(out)
             })();
             if out.is_err() {
@@ -289,6 +343,21 @@ impl Direct {
     }
 }
 
+/// A connection to `path` with the pool's settings (`super::SQLITE_PRAGMAS`).
+fn open_at(path: &std::path::Path, to: &str) -> Result<rusqlite::Connection> {
+    let c = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open SQLite database {} to {to}", path.display()))?;
+    for (name, value) in super::SQLITE_PRAGMAS {
+        c.execute_batch(&format!("PRAGMA {name} = {value};"))?;
+    }
+    c.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
+    c.set_prepared_statement_cache_capacity(64);
+    Ok(c)
+}
+
 fn read_all<T>(conn: &rusqlite::Connection, statements: &[Statement], map: MapRow<T>) -> Result<Vec<T>> {
     let tx = conn.unchecked_transaction()?;
     let mut out = Vec::new();
@@ -318,5 +387,45 @@ impl Db {
                 Ok(out)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_past_its_wal_pages_has_the_checkpointer_thread_copy_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT NOT NULL);").unwrap();
+        drop(c);
+        let direct =
+            Arc::new(super::Direct { checkpoint_pages: 100, ..Arc::into_inner(super::Direct::new(path)).unwrap() });
+        let write = |rows: usize| {
+            direct.write(move |tx| {
+                let mut st = tx.prepare_cached("INSERT INTO t (v) VALUES (?1)")?;
+                for i in 0..rows {
+                    st.execute([format!("{i:0>500}")])?;
+                }
+                Ok(())
+            })
+        };
+        // 60 pages: below the mark, nothing to do.
+        write(400).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(direct.checkpoints.load(Ordering::Relaxed), 0);
+        write(400).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while direct.checkpoints.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "no checkpoint ran after the WAL passed its mark");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let c = rusqlite::Connection::open(dir.path().join("wal.db")).unwrap();
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 800);
     }
 }
