@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
-use super::events::{insert_ingest, raw_hash};
-use super::{Db, NewQuarantine, on_pool, statement_chunks};
+use super::events::IngestRows;
+use super::reader::Statement;
+use super::writer::{PgTx, SqliteTx, Tx};
+use super::{Db, NewQuarantine, on_pool};
 use crate::events::ValidEvent;
 
 /// A stored API key, without its secret (only the secret's hash is kept).
@@ -175,53 +177,31 @@ impl Db {
         uses: &[(String, u64)],
         now_ms: i64,
     ) -> Result<Vec<Stored>> {
-        let mut seqs: Vec<Option<i64>> = vec![None; events.len()];
-        let mut tally = crate::metrics::IngestTally::default();
-        let mut known: HashMap<(String, String), i64> = HashMap::new();
-        let sqlite = matches!(self, Db::Sqlite(..));
-        on_pool!(self, pool => {
-            let mut conn = pool.acquire().await?;
-            if sqlite {
-                sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+        let rows = IngestRows::new(events, quarantine, now_ms);
+        let keys: Vec<(String, String)> = events.iter().map(|e| (e.source.clone(), e.external_id.clone())).collect();
+        let uses: Vec<Statement> = uses
+            .iter()
+            .map(|(id, n)| {
+                Statement::new(
+                    "UPDATE api_keys SET uses = uses + $2, last_used_at = $3 WHERE id = $1",
+                    vec![id.as_str().into(), (*n as i64).into(), now_ms.into()],
+                )
+            })
+            .collect();
+        let group = ApiGroup { rows, keys, uses, tally: crate::metrics::IngestTally::default() };
+        let (seqs, known, mut tally) = match self {
+            // Synced: see above.
+            Db::Sqlite(_, direct) => {
+                let rt = tokio::runtime::Handle::current();
+                direct.write(true, move |tx| rt.block_on(group.write(&mut SqliteTx(tx)))).await?
             }
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            insert_ingest!(tx, events, quarantine, now_ms, seqs, tally);
-            // Duplicates are rare (a retry, a batch sent again); their seqs are
-            // read per source with one IN list per chunk.
-            let mut missing: HashMap<&str, Vec<&str>> = HashMap::new();
-            for (e, s) in events.iter().zip(&seqs) {
-                if s.is_none() {
-                    missing.entry(e.source.as_str()).or_default().push(e.external_id.as_str());
-                }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let out = group.write(&mut PgTx(&mut tx)).await?;
+                tx.commit().await?;
+                out
             }
-            for (source, ids) in missing {
-                for chunk in statement_chunks(&ids, 1) {
-                    let mut qb = QueryBuilder::new("SELECT seq, external_id FROM events WHERE source = ");
-                    qb.push_bind(source);
-                    qb.push(" AND external_id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    qb.push(")");
-                    for r in qb.build().fetch_all(&mut *tx).await? {
-                        known.insert((source.to_string(), r.try_get("external_id")?), r.try_get("seq")?);
-                    }
-                }
-            }
-            for (id, n) in uses {
-                sqlx::query("UPDATE api_keys SET uses = uses + $2, last_used_at = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(*n as i64)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            if sqlite {
-                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-            }
-        });
+        };
         let mut out = Vec::with_capacity(events.len());
         for (e, s) in events.iter().zip(seqs) {
             let stored = match s {
@@ -239,5 +219,51 @@ impl Db {
         }
         tally.count();
         Ok(out)
+    }
+}
+
+/// One group commit of the agency API, ready to write on either database.
+struct ApiGroup {
+    rows: IngestRows,
+    /// Each event's (source, external id).
+    keys: Vec<(String, String)>,
+    /// The keys' use counts.
+    uses: Vec<Statement>,
+    tally: crate::metrics::IngestTally,
+}
+
+/// Each event's seq (`None` for one already stored), the seqs of those
+/// already stored by key, and the counts.
+type GroupOut = (Vec<Option<i64>>, HashMap<(String, String), i64>, crate::metrics::IngestTally);
+
+impl ApiGroup {
+    async fn write(mut self, tx: &mut impl Tx) -> Result<GroupOut> {
+        let seqs = self.rows.write(tx, &mut self.tally).await?;
+        // Duplicates are rare (a retry, a batch sent again); their seqs are
+        // read per source with one IN list per chunk.
+        let mut missing: HashMap<&str, Vec<String>> = HashMap::new();
+        for ((source, id), s) in self.keys.iter().zip(&seqs) {
+            if s.is_none() {
+                missing.entry(source.as_str()).or_default().push(id.clone());
+            }
+        }
+        let mut known = HashMap::new();
+        for (source, ids) in missing {
+            let reads = Statement::in_list_after(
+                "SELECT seq, external_id FROM events WHERE source = $1 AND external_id",
+                &[source.into()],
+                &ids,
+                "",
+            );
+            for read in reads {
+                for (seq, id) in tx.query(&read, |r| Ok((r.int("seq")?, r.text("external_id")?))).await? {
+                    known.insert((source.to_string(), id), seq);
+                }
+            }
+        }
+        for u in &self.uses {
+            tx.execute(u).await?;
+        }
+        Ok((seqs, known, self.tally))
     }
 }

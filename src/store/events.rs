@@ -1,10 +1,11 @@
 //! The event log, its quarantine and the connectors' cursors.
 
 use anyhow::Result;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
 use super::reader::{Param, Statement};
-use super::{Db, on_pool, statement_chunks};
+use super::writer::{PgTx, Rows, SqliteTx, Tx};
+use super::{Db, on_pool};
 use crate::events::ValidEvent;
 
 /// A stored registry event, as the engine reads it.
@@ -103,62 +104,76 @@ pub(super) fn raw_hash(raw: &str) -> String {
     hex::encode(sha2::Sha256::digest(raw.as_bytes()))
 }
 
-/// Inserts `$events` and `$quarantine` in the open transaction `$tx` (inside
-/// an `on_pool!` block), filling `$seqs` with the stored seq per event (`None`
-/// for one already in the log) and counting the quarantined rows that are new
-/// in `$tally`. A macro, not a function: it is compiled once per database, like
-/// the `on_pool!` block around it, where a generic function would need
-/// sqlx's executor bounds spelled out.
-macro_rules! insert_ingest {
-    ($tx:ident, $events:expr, $quarantine:expr, $now_ms:expr, $seqs:ident, $tally:ident) => {
-        let mut offset = 0;
-        for chunk in statement_chunks($events, 7) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO events (source, external_id, type, subject, occurred_at, received_at, data) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.source.clone())
-                    .push_bind(e.external_id.clone())
-                    .push_bind(e.event_type.clone())
-                    .push_bind(e.subject.clone())
-                    .push_bind(e.occurred_at.timestamp_millis())
-                    .push_bind($now_ms)
-                    .push_bind(e.data.to_string());
-            });
-            qb.push(" ON CONFLICT (source, external_id) DO NOTHING RETURNING seq, source, external_id");
-            let rows = qb.build().fetch_all(&mut *$tx).await?;
-            let mut by_key = std::collections::HashMap::with_capacity(rows.len());
-            for r in rows {
-                let key: (String, String) = (r.try_get("source")?, r.try_get("external_id")?);
-                by_key.insert(key, r.try_get::<i64, _>("seq")?);
-            }
-            for (i, e) in chunk.iter().enumerate() {
-                // A change repeated within one page is stored once: the first copy takes the seq.
-                $seqs[offset + i] = by_key.remove(&(e.source.clone(), e.external_id.clone()));
-            }
-            offset += chunk.len();
-        }
-        for q in $quarantine {
-            let done = sqlx::query(
-                "INSERT INTO quarantine (source, location, raw, raw_hash, field, error, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, raw_hash) DO NOTHING",
-            )
-            .bind(&q.source)
-            .bind(&q.location)
-            .bind(&q.raw)
-            .bind(raw_hash(&q.raw))
-            .bind(&q.field)
-            .bind(&q.error)
-            .bind($now_ms)
-            .execute(&mut *$tx)
-            .await?;
-            if done.rows_affected() > 0 {
-                $tally.quarantined(&q.source);
-            }
-        }
-    };
+/// A page of validated events and quarantined records, made ready to write
+/// on either database.
+pub(super) struct IngestRows {
+    events: Rows,
+    quarantine: Rows,
+    /// Each quarantined record's source, for the counts.
+    sources: Vec<String>,
 }
-pub(super) use insert_ingest;
+
+impl IngestRows {
+    /// The rows of `events` and `quarantine`, received at `now_ms`.
+    pub(super) fn new(events: &[ValidEvent], quarantine: &[NewQuarantine], now_ms: i64) -> IngestRows {
+        let mut rows = Rows::new(
+            "INSERT INTO events (source, external_id, type, subject, occurred_at, received_at, data)",
+            7,
+            " ON CONFLICT (source, external_id) DO NOTHING",
+        );
+        for e in events {
+            rows.push([
+                e.source.as_str().into(),
+                e.external_id.as_str().into(),
+                e.event_type.as_str().into(),
+                e.subject.as_str().into(),
+                e.occurred_at.timestamp_millis().into(),
+                now_ms.into(),
+                e.data.to_string().into(),
+            ]);
+        }
+        let mut held = Rows::new(
+            "INSERT INTO quarantine (source, raw_hash, location, raw, field, error, received_at)",
+            7,
+            " ON CONFLICT (source, raw_hash) DO NOTHING",
+        );
+        for q in quarantine {
+            held.push([
+                q.source.as_str().into(),
+                raw_hash(&q.raw).into(),
+                q.location.as_str().into(),
+                q.raw.as_str().into(),
+                q.field.clone().into(),
+                q.error.as_str().into(),
+                now_ms.into(),
+            ]);
+        }
+        IngestRows { events: rows, quarantine: held, sources: quarantine.iter().map(|q| q.source.clone()).collect() }
+    }
+
+    /// Writes them in `tx`: the stored seq per event (`None` for one already
+    /// in the log, or repeated within the page: the first copy takes the
+    /// seq), and the quarantined records that are new counted in `tally`.
+    pub(super) async fn write(
+        &self,
+        tx: &mut impl Tx,
+        tally: &mut crate::metrics::IngestTally,
+    ) -> Result<Vec<Option<i64>>> {
+        let seqs = tx.insert_ids(&self.events, "seq", &["source", "external_id"]).await?;
+        let held = tx.insert_ids(&self.quarantine, "id", &["source", "raw_hash"]).await?;
+        for (source, id) in self.sources.iter().zip(held) {
+            if id.is_some() {
+                tally.quarantined(source);
+            }
+        }
+        Ok(seqs)
+    }
+}
+
+/// Saves a connector's cursor and clears its last error, as [`SAVE_CURSOR`].
+pub(super) fn save_cursor(source: &str, cursor: &str, now_ms: i64) -> Statement {
+    Statement::new(SAVE_CURSOR, vec![source.into(), cursor.into(), now_ms.into()])
+}
 
 impl Db {
     /// Stores validated events and quarantined records — and, for a feed, its
@@ -171,22 +186,38 @@ impl Db {
         cursor: Option<(&str, &str)>,
         now_ms: i64,
     ) -> Result<(Vec<Option<i64>>, IngestCounts)> {
-        let mut seqs: Vec<Option<i64>> = vec![None; events.len()];
         let mut counts = IngestCounts::default();
         let mut tally = crate::metrics::IngestTally::default();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            insert_ingest!(tx, events, quarantine, now_ms, seqs, tally);
-            if let Some((source, cursor)) = cursor {
-                sqlx::query(SAVE_CURSOR)
-                .bind(source)
-                .bind(cursor)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+        let rows = IngestRows::new(events, quarantine, now_ms);
+        let cursor = cursor.map(|(source, c)| save_cursor(source, c, now_ms));
+        let seqs: Vec<Option<i64>>;
+        (seqs, tally) = match self {
+            Db::Sqlite(_, direct) => {
+                let rt = tokio::runtime::Handle::current();
+                // No step of a SQLite `Tx` awaits anything: the future runs through at once.
+                direct
+                    .write(false, move |tx| {
+                        rt.block_on(async {
+                            let mut tx = SqliteTx(tx);
+                            let seqs = rows.write(&mut tx, &mut tally).await?;
+                            if let Some(c) = &cursor {
+                                tx.execute(c).await?;
+                            }
+                            Ok((seqs, tally))
+                        })
+                    })
+                    .await?
             }
-            tx.commit().await?;
-        });
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let seqs = rows.write(&mut PgTx(&mut tx), &mut tally).await?;
+                if let Some(c) = &cursor {
+                    PgTx(&mut tx).execute(c).await?;
+                }
+                tx.commit().await?;
+                (seqs, tally)
+            }
+        };
         counts.accepted = seqs.iter().filter(|s| s.is_some()).count();
         counts.duplicate = events.len() - counts.accepted;
         counts.quarantined = tally.quarantined_total();

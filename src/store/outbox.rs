@@ -227,7 +227,7 @@ impl Db {
                 let rt = tokio::runtime::Handle::current();
                 // No step of a SQLite `Tx` awaits anything: the future runs
                 // through at once, on this blocking thread.
-                direct.write(move |tx| rt.block_on(plan.write(&mut SqliteTx(tx), &audit, now_ms))).await?
+                direct.write(false, move |tx| rt.block_on(plan.write(&mut SqliteTx(tx), &audit, now_ms))).await?
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;

@@ -179,13 +179,22 @@ impl Statement {
     where
         Param: From<&'k K>,
     {
+        Self::in_list_after(head, &[], keys, tail)
+    }
+
+    /// As [`Statement::in_list`], `head` taking `first` as `$1`, … and the
+    /// list numbered after them.
+    pub fn in_list_after<'k, K: 'k>(head: &str, first: &[Param], keys: &'k [K], tail: &str) -> Vec<Statement>
+    where
+        Param: From<&'k K>,
+    {
         super::statement_chunks(keys, 1)
             .into_iter()
             .map(|chunk| {
-                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${}", i + first.len())).collect();
                 Statement {
                     sql: format!("{head} IN ({}){tail}", marks.join(", ")),
-                    params: chunk.iter().map(Param::from).collect(),
+                    params: first.iter().cloned().chain(chunk.iter().map(Param::from)).collect(),
                 }
             })
             .collect()
@@ -282,10 +291,12 @@ impl Direct {
     }
 
     /// Runs `write` in one immediate write transaction on the writer
-    /// connection, on a blocking thread, and commits it. A transaction that
-    /// fails is rolled back and its connection closed, so no half-known
-    /// state is carried into the next.
-    pub(crate) async fn write<T, F>(self: &Arc<Self>, write: F) -> Result<T>
+    /// connection, on a blocking thread, and commits it; `synced` commits it
+    /// to disk (`synchronous = FULL` for this transaction) where the usual
+    /// commit survives a crash of the process but not of the machine. A
+    /// transaction that fails is rolled back and its connection closed, so
+    /// no half-known state is carried into the next.
+    pub(crate) async fn write<T, F>(self: &Arc<Self>, synced: bool, write: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
@@ -303,10 +314,17 @@ impl Direct {
                 }
             };
             let out = (|| {
+                // SQLite changes it only outside a transaction.
+                if synced {
+                    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+                }
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let out = write(&tx)?;
                 WAL_PAGES.set(0);
                 tx.commit()?;
+                if synced {
+                    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+                }
                 if WAL_PAGES.get() >= me.checkpoint_pages {
                     me.checkpoint_soon();
                 }
@@ -406,7 +424,7 @@ mod tests {
         let direct =
             Arc::new(super::Direct { checkpoint_pages: 100, ..Arc::into_inner(super::Direct::new(path)).unwrap() });
         let write = |rows: usize| {
-            direct.write(move |tx| {
+            direct.write(false, move |tx| {
                 let mut st = tx.prepare_cached("INSERT INTO t (v) VALUES (?1)")?;
                 for i in 0..rows {
                     st.execute([format!("{i:0>500}")])?;

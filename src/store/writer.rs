@@ -42,6 +42,11 @@ impl Rows {
         self.values.extend(row);
     }
 
+    /// Rows so far.
+    pub fn len(&self) -> usize {
+        self.values.len() / self.cols
+    }
+
     fn rows(&self) -> std::slice::Chunks<'_, Param> {
         self.values.chunks(self.cols)
     }
@@ -70,6 +75,13 @@ pub(crate) trait Tx {
 
     /// Writes every row, and with `key` returns the keys of those that went in.
     async fn insert_rows(&mut self, rows: &Rows, key: Option<&'static str>) -> Result<HashSet<String>>;
+
+    /// Writes every row and returns, row by row, the integer id (`id`, the
+    /// table's rowid on SQLite) each got, or `None` where the conflict clause
+    /// turned it away. The rows' leading text columns `key` identify them
+    /// (PostgreSQL returns the rows of a multi-row insert in no promised
+    /// order); of rows repeating a key, the first one goes in.
+    async fn insert_ids(&mut self, rows: &Rows, id: &'static str, key: &[&'static str]) -> Result<Vec<Option<i64>>>;
 
     /// Runs one statement; the number of rows it changed.
     async fn execute(&mut self, s: &Statement) -> Result<u64>;
@@ -104,6 +116,21 @@ impl Tx for SqliteTx<'_> {
         Ok(made)
     }
 
+    async fn insert_ids(&mut self, rows: &Rows, _id: &'static str, _key: &[&'static str]) -> Result<Vec<Option<i64>>> {
+        let mut ids = Vec::with_capacity(rows.len());
+        if rows.values.is_empty() {
+            return Ok(ids);
+        }
+        let mut st = self.0.prepare_cached(&rows.sqlite_sql())?;
+        for row in rows.rows() {
+            for (i, p) in row.iter().enumerate() {
+                p.bind_sqlite(&mut st, i + 1)?;
+            }
+            ids.push((st.raw_execute()? > 0).then(|| self.0.last_insert_rowid()));
+        }
+        Ok(ids)
+    }
+
     async fn execute(&mut self, s: &Statement) -> Result<u64> {
         Ok(s.sqlite_prepared(self.0)?.raw_execute()? as u64)
     }
@@ -124,19 +151,7 @@ impl Tx for PgTx<'_> {
         let mut made = HashSet::new();
         let all: Vec<&[Param]> = rows.rows().collect();
         for chunk in statement_chunks(&all, rows.cols) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(rows.head);
-            qb.push(" ");
-            qb.push_values(chunk, |mut b, row| {
-                for p in *row {
-                    match p {
-                        Param::Text(t) => b.push_bind(t.as_str()),
-                        Param::Int(n) => b.push_bind(*n),
-                        Param::NullText => b.push_bind(None::<&str>),
-                        Param::NullInt => b.push_bind(None::<i64>),
-                    };
-                }
-            });
-            qb.push(rows.tail);
+            let mut qb = pg_values(rows, chunk);
             match key {
                 Some(k) => {
                     qb.push(format!(" RETURNING {k}"));
@@ -152,6 +167,25 @@ impl Tx for PgTx<'_> {
         Ok(made)
     }
 
+    async fn insert_ids(&mut self, rows: &Rows, id: &'static str, key: &[&'static str]) -> Result<Vec<Option<i64>>> {
+        let key_of = |row: &[Param]| -> Vec<String> {
+            row[..key.len()].iter().map(|p| if let Param::Text(t) = p { t.clone() } else { String::new() }).collect()
+        };
+        let mut ids = Vec::with_capacity(rows.len());
+        let all: Vec<&[Param]> = rows.rows().collect();
+        for chunk in statement_chunks(&all, rows.cols) {
+            let mut qb = pg_values(rows, chunk);
+            qb.push(format!(" RETURNING {id}, {}", key.join(", ")));
+            let mut by_key = std::collections::HashMap::new();
+            for r in qb.build().fetch_all(&mut **self.0).await? {
+                let k: Vec<String> = (0..key.len()).map(|i| r.try_get(i + 1)).collect::<Result<_, _>>()?;
+                by_key.insert(k, r.try_get::<i64, _>(0)?);
+            }
+            ids.extend(chunk.iter().map(|row| by_key.remove(&key_of(row))));
+        }
+        Ok(ids)
+    }
+
     async fn execute(&mut self, s: &Statement) -> Result<u64> {
         Ok(s.pg_query().execute(&mut **self.0).await?.rows_affected())
     }
@@ -163,4 +197,22 @@ impl Tx for PgTx<'_> {
         }
         Ok(out)
     }
+}
+
+/// The multi-row statement of `rows`' head, `chunk`'s values and the tail.
+fn pg_values(rows: &Rows, chunk: &[&[Param]]) -> sqlx::QueryBuilder<sqlx::Postgres> {
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(rows.head);
+    qb.push(" ");
+    qb.push_values(chunk, |mut b, row| {
+        for p in *row {
+            match p {
+                Param::Text(t) => b.push_bind(t.as_str()),
+                Param::Int(n) => b.push_bind(*n),
+                Param::NullText => b.push_bind(None::<&str>),
+                Param::NullInt => b.push_bind(None::<i64>),
+            };
+        }
+    });
+    qb.push(rows.tail);
+    qb
 }
