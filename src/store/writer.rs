@@ -97,37 +97,38 @@ pub(crate) struct SqliteTx<'a>(pub &'a rusqlite::Transaction<'a>);
 /// A sqlx transaction on PostgreSQL.
 pub(crate) struct PgTx<'a>(pub &'a mut sqlx::Transaction<'static, sqlx::Postgres>);
 
-impl Tx for SqliteTx<'_> {
-    async fn insert_rows(&mut self, rows: &Rows, key: Option<&'static str>) -> Result<HashSet<String>> {
-        let mut made = HashSet::new();
+impl SqliteTx<'_> {
+    /// Steps `rows`' one-row statement once per row; `went_in` hears of
+    /// each row and whether it was written.
+    fn each_row(&self, rows: &Rows, mut went_in: impl FnMut(&[Param], bool)) -> Result<()> {
         if rows.values.is_empty() {
-            return Ok(made);
+            return Ok(());
         }
         let mut st = self.0.prepare_cached(&rows.sqlite_sql())?;
         for row in rows.rows() {
             for (i, p) in row.iter().enumerate() {
                 p.bind_sqlite(&mut st, i + 1)?;
             }
-            let changed = st.raw_execute()?;
-            if let (Some(_), Param::Text(k), true) = (key, &row[0], changed > 0) {
+            went_in(row, st.raw_execute()? > 0);
+        }
+        Ok(())
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    async fn insert_rows(&mut self, rows: &Rows, key: Option<&'static str>) -> Result<HashSet<String>> {
+        let mut made = HashSet::new();
+        self.each_row(rows, |row, went_in| {
+            if let (Some(_), Param::Text(k), true) = (key, &row[0], went_in) {
                 made.insert(k.clone());
             }
-        }
+        })?;
         Ok(made)
     }
 
     async fn insert_ids(&mut self, rows: &Rows, _id: &'static str, _key: &[&'static str]) -> Result<Vec<Option<i64>>> {
         let mut ids = Vec::with_capacity(rows.len());
-        if rows.values.is_empty() {
-            return Ok(ids);
-        }
-        let mut st = self.0.prepare_cached(&rows.sqlite_sql())?;
-        for row in rows.rows() {
-            for (i, p) in row.iter().enumerate() {
-                p.bind_sqlite(&mut st, i + 1)?;
-            }
-            ids.push((st.raw_execute()? > 0).then(|| self.0.last_insert_rowid()));
-        }
+        self.each_row(rows, |_, went_in| ids.push(went_in.then(|| self.0.last_insert_rowid())))?;
         Ok(ids)
     }
 
