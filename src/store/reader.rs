@@ -208,18 +208,20 @@ pub struct Direct {
     path: std::path::PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
     writer: Mutex<Option<rusqlite::Connection>>,
-    /// Wakes the checkpointer thread, started with the first call.
-    checkpoint: std::sync::OnceLock<std::sync::mpsc::SyncSender<()>>,
     /// WAL pages that call for it ([`CHECKPOINT_PAGES`]; tests take fewer).
     checkpoint_pages: i32,
-    /// Checkpoints the thread has run.
-    checkpoints: Arc<std::sync::atomic::AtomicU64>,
+    /// Checkpoints the writer has run.
+    checkpoints: std::sync::atomic::AtomicU64,
 }
 
-/// WAL pages after which the writer's commit hands the checkpoint to a
-/// thread of its own: SQLite's own (`wal_autocheckpoint`) runs inside the
-/// commit that crosses it, and copying the pages back into the database was
-/// half of the engine's commit time (schedule bench, 400,000 people).
+/// WAL pages after which the writer copies the WAL back into the database
+/// once it has answered its commit. SQLite's own checkpoint
+/// (`wal_autocheckpoint`) runs inside the commit that crosses its mark, and
+/// copying the pages was half of the engine's commit time (schedule bench,
+/// 400,000 people). A thread of its own did not do: the engine always has a
+/// read or a write going, so a checkpoint beside the writer never caught up
+/// with it, and a WAL never wholly copied is never started afresh (it grew
+/// to 12 GB backfilling 1,000,000 people).
 const CHECKPOINT_PAGES: i32 = 20_000;
 
 std::thread_local! {
@@ -244,40 +246,14 @@ impl Direct {
             path,
             idle: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
-            checkpoint: std::sync::OnceLock::new(),
             checkpoint_pages: CHECKPOINT_PAGES,
-            checkpoints: Arc::default(),
+            checkpoints: Default::default(),
         })
     }
 
     /// A connection with the pool's settings (`super::SQLITE_PRAGMAS`).
     fn open(&self, to: &str) -> Result<rusqlite::Connection> {
         open_at(&self.path, to)
-    }
-
-    /// Asks the checkpointer thread to copy the WAL back into the database;
-    /// a request while one runs is the same request.
-    fn checkpoint_soon(&self) {
-        let wake = self.checkpoint.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-            let (path, done) = (self.path.clone(), self.checkpoints.clone());
-            // The thread ends when its `Direct` (the sender) is dropped.
-            std::thread::Builder::new()
-                .name("sqlite-checkpoint".into())
-                .spawn(move || {
-                    let Ok(c) = open_at(&path, "checkpoint") else { return };
-                    while rx.recv().is_ok() {
-                        // PASSIVE: copies what no reader needs, never waits on the writer.
-                        match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                            Ok(()) => drop(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
-                            Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
-                        }
-                    }
-                })
-                .expect("a thread for WAL checkpoints");
-            tx
-        });
-        let _ = wake.try_send(());
     }
 
     fn take(&self) -> Result<rusqlite::Connection> {
@@ -302,16 +278,19 @@ impl Direct {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
             let mut slot = me.writer.lock().unwrap_or_else(|e| e.into_inner());
             let conn = match slot.as_mut() {
                 Some(c) => c,
-                None => {
-                    let c = me.open("write")?;
-                    // In place of SQLite's own checkpoints (see `CHECKPOINT_PAGES`).
-                    c.wal_hook(Some(wal_pages));
-                    slot.insert(c)
-                }
+                None => match me.open("write") {
+                    Ok(c) => {
+                        // In place of SQLite's own checkpoints (see `CHECKPOINT_PAGES`).
+                        c.wal_hook(Some(wal_pages));
+                        slot.insert(c)
+                    }
+                    Err(e) => return drop(answer.send(Err(e))),
+                },
             };
             let out = (|| {
                 // SQLite changes it only outside a transaction.
@@ -325,17 +304,30 @@ impl Direct {
                 if synced {
                     conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
                 }
-                if WAL_PAGES.get() >= me.checkpoint_pages {
-                    me.checkpoint_soon();
-                }
                 Ok(out)
             })();
-            if out.is_err() {
+            let failed = out.is_err();
+            // The caller goes on (the engine reads its next batch) while the
+            // WAL is copied back; the next write waits for the lock.
+            let _ = answer.send(out);
+            if failed {
                 *slot = None;
+            } else if WAL_PAGES.get() >= me.checkpoint_pages {
+                // PASSIVE never waits on a reader; done before the next write
+                // begins, it lets that write start the WAL afresh.
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    Ok(()) => drop(me.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                }
             }
-            out
-        })
-        .await?
+        });
+        match answered.await {
+            Ok(out) => out,
+            // The task ended without answering: it panicked.
+            Err(_) => {
+                Err(task.await.err().map_or_else(|| anyhow::anyhow!("the SQLite writer gave no answer"), Into::into))
+            }
+        }
     }
 
     fn give_back(&self, c: rusqlite::Connection) {
@@ -415,7 +407,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_writer_past_its_wal_pages_has_the_checkpointer_thread_copy_them_back() {
+    async fn a_writer_past_its_wal_pages_copies_them_back_after_answering() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.db");
         let c = rusqlite::Connection::open(&path).unwrap();
