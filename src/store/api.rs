@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::events::IngestRows;
 use super::reader::Statement;
-use super::writer::{PgTx, SqliteTx, Tx};
+use super::writer::{Job, Tx};
 use super::{Db, NewQuarantine, on_pool};
 use crate::events::ValidEvent;
 
@@ -189,19 +189,8 @@ impl Db {
             })
             .collect();
         let group = ApiGroup { rows, keys, uses, tally: crate::metrics::IngestTally::default() };
-        let (seqs, known, mut tally) = match self {
-            // Synced: see above.
-            Db::Sqlite(_, direct) => {
-                let rt = tokio::runtime::Handle::current();
-                direct.write(true, move |tx| rt.block_on(group.write(&mut SqliteTx(tx)))).await?
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let out = group.write(&mut PgTx(&mut tx)).await?;
-                tx.commit().await?;
-                out
-            }
-        };
+        // Synced: see above.
+        let (seqs, known, mut tally) = self.transact(true, group).await?;
         let mut out = Vec::with_capacity(events.len());
         for (e, s) in events.iter().zip(seqs) {
             let stored = match s {
@@ -236,8 +225,10 @@ struct ApiGroup {
 /// already stored by key, and the counts.
 type GroupOut = (Vec<Option<i64>>, HashMap<(String, String), i64>, crate::metrics::IngestTally);
 
-impl ApiGroup {
-    async fn write(mut self, tx: &mut impl Tx) -> Result<GroupOut> {
+impl Job for ApiGroup {
+    type Out = GroupOut;
+
+    async fn run(mut self, tx: &mut impl Tx) -> Result<GroupOut> {
         let seqs = self.rows.write(tx, &mut self.tally).await?;
         // Duplicates are rare (a retry, a batch sent again); their seqs are
         // read per source with one IN list per chunk.

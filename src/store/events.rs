@@ -4,7 +4,7 @@ use anyhow::Result;
 use sqlx::Row;
 
 use super::reader::{Param, Statement};
-use super::writer::{PgTx, Rows, SqliteTx, Tx};
+use super::writer::{Job, Rows, Tx};
 use super::{Db, on_pool};
 use crate::events::ValidEvent;
 
@@ -108,9 +108,8 @@ pub(super) fn raw_hash(raw: &str) -> String {
 /// on either database.
 pub(super) struct IngestRows {
     events: Rows,
+    /// Led by each record's source, which the counts go by.
     quarantine: Rows,
-    /// Each quarantined record's source, for the counts.
-    sources: Vec<String>,
 }
 
 impl IngestRows {
@@ -148,7 +147,7 @@ impl IngestRows {
                 now_ms.into(),
             ]);
         }
-        IngestRows { events: rows, quarantine: held, sources: quarantine.iter().map(|q| q.source.clone()).collect() }
+        IngestRows { events: rows, quarantine: held }
     }
 
     /// Writes them in `tx`: the stored seq per event (`None` for one already
@@ -161,12 +160,32 @@ impl IngestRows {
     ) -> Result<Vec<Option<i64>>> {
         let seqs = tx.insert_ids(&self.events, "seq", &["source", "external_id"]).await?;
         let held = tx.insert_ids(&self.quarantine, "id", &["source", "raw_hash"]).await?;
-        for (source, id) in self.sources.iter().zip(held) {
-            if id.is_some() {
+        for (row, id) in self.quarantine.rows().zip(held) {
+            if let (Some(_), Param::Text(source)) = (id, &row[0]) {
                 tally.quarantined(source);
             }
         }
         Ok(seqs)
+    }
+}
+
+/// A page of a source stored with its connector's new cursor.
+struct Page {
+    rows: IngestRows,
+    cursor: Option<Statement>,
+}
+
+impl Job for Page {
+    /// The stored seq per event, and the counts.
+    type Out = (Vec<Option<i64>>, crate::metrics::IngestTally);
+
+    async fn run(self, tx: &mut impl Tx) -> Result<Self::Out> {
+        let mut tally = crate::metrics::IngestTally::default();
+        let seqs = self.rows.write(tx, &mut tally).await?;
+        if let Some(c) = &self.cursor {
+            tx.execute(c).await?;
+        }
+        Ok((seqs, tally))
     }
 }
 
@@ -187,37 +206,11 @@ impl Db {
         now_ms: i64,
     ) -> Result<(Vec<Option<i64>>, IngestCounts)> {
         let mut counts = IngestCounts::default();
-        let mut tally = crate::metrics::IngestTally::default();
-        let rows = IngestRows::new(events, quarantine, now_ms);
-        let cursor = cursor.map(|(source, c)| save_cursor(source, c, now_ms));
-        let seqs: Vec<Option<i64>>;
-        (seqs, tally) = match self {
-            Db::Sqlite(_, direct) => {
-                let rt = tokio::runtime::Handle::current();
-                // No step of a SQLite `Tx` awaits anything: the future runs through at once.
-                direct
-                    .write(false, move |tx| {
-                        rt.block_on(async {
-                            let mut tx = SqliteTx(tx);
-                            let seqs = rows.write(&mut tx, &mut tally).await?;
-                            if let Some(c) = &cursor {
-                                tx.execute(c).await?;
-                            }
-                            Ok((seqs, tally))
-                        })
-                    })
-                    .await?
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let seqs = rows.write(&mut PgTx(&mut tx), &mut tally).await?;
-                if let Some(c) = &cursor {
-                    PgTx(&mut tx).execute(c).await?;
-                }
-                tx.commit().await?;
-                (seqs, tally)
-            }
+        let page = Page {
+            rows: IngestRows::new(events, quarantine, now_ms),
+            cursor: cursor.map(|(source, c)| save_cursor(source, c, now_ms)),
         };
+        let (seqs, mut tally) = self.transact(false, page).await?;
         counts.accepted = seqs.iter().filter(|s| s.is_some()).count();
         counts.duplicate = events.len() - counts.accepted;
         counts.quarantined = tally.quarantined_total();

@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::audit::append_in;
 use super::cases::plan_json;
 use super::reader::Statement;
-use super::writer::{PgTx, Rows, SqliteTx, Tx};
+use super::writer::{Job, Rows, Tx};
 use super::{Db, on_pool};
 use crate::audit::{Audit, Entry};
 use crate::engine::cases::Case;
@@ -220,22 +220,7 @@ impl Db {
     /// lane of `audit`. On SQLite it is written through the engine's own
     /// connection (see `writer`).
     pub async fn commit_batch(&self, w: &BatchWrite, now_ms: i64, audit: &Audit) -> Result<()> {
-        let plan = BatchPlan::new(w, audit, now_ms)?;
-        let lane = match self {
-            Db::Sqlite(_, direct) => {
-                let audit = audit.clone();
-                let rt = tokio::runtime::Handle::current();
-                // No step of a SQLite `Tx` awaits anything: the future runs
-                // through at once, on this blocking thread.
-                direct.write(false, move |tx| rt.block_on(plan.write(&mut SqliteTx(tx), &audit, now_ms))).await?
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let lane = plan.write(&mut PgTx(&mut tx), audit, now_ms).await?;
-                tx.commit().await?;
-                lane
-            }
-        };
+        let lane = self.transact(false, BatchPlan::new(w, audit, now_ms)?).await?;
         if let Some(l) = lane {
             audit.give_back(l);
         }
@@ -396,7 +381,10 @@ struct BatchPlan {
     documents: Rows,
     openings: Vec<Statement>,
     /// The batch's own audit records.
-    audit: Vec<Entry>,
+    entries: Vec<Entry>,
+    /// The audit log's writer, whose lane the records go on.
+    audit: Audit,
+    now_ms: i64,
 }
 
 impl BatchPlan {
@@ -539,13 +527,19 @@ impl BatchPlan {
             processed,
             documents,
             openings,
-            audit: w.audit.clone(),
+            entries: w.audit.clone(),
+            audit: audit.clone(),
+            now_ms,
         })
     }
+}
 
-    /// Writes the batch in `tx`; the audit lane to give back once it committed.
-    async fn write(self, tx: &mut impl Tx, audit: &Audit, now_ms: i64) -> Result<Option<crate::audit::Lane>> {
-        let mut entries = self.audit;
+impl Job for BatchPlan {
+    /// The audit lane to give back once it committed.
+    type Out = Option<crate::audit::Lane>;
+
+    async fn run(self, tx: &mut impl Tx) -> Result<Self::Out> {
+        let (mut entries, now_ms) = (self.entries, self.now_ms);
         tx.insert(&self.profiles).await?;
         tx.insert(&self.cases).await?;
         let made = tx.insert_new(&self.notices, "id").await?;
@@ -562,7 +556,7 @@ impl BatchPlan {
         for s in &self.openings {
             tx.execute(s).await?;
         }
-        append_in(tx, audit, entries, now_ms).await
+        append_in(tx, &self.audit, entries, now_ms).await
     }
 }
 

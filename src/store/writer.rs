@@ -1,4 +1,5 @@
-//! Writes that run alike on both databases, for the engine's batch commit.
+//! Writes that run alike on both databases: the engine's batch commits and
+//! ingestion's, each a [`Job`] that [`Db::transact`] runs in one transaction.
 //!
 //! sqlx binds every SQLite value through its own argument buffers and runs
 //! each statement on the connection's worker thread; even cut into multi-row
@@ -16,7 +17,7 @@ use anyhow::Result;
 use sqlx::Row;
 
 use super::reader::{MapRow, Param, Statement};
-use super::statement_chunks;
+use super::{Db, statement_chunks};
 
 /// Rows for one table: the statement around them, and their values.
 pub(crate) struct Rows {
@@ -47,7 +48,8 @@ impl Rows {
         self.values.len() / self.cols
     }
 
-    fn rows(&self) -> std::slice::Chunks<'_, Param> {
+    /// Each row's values.
+    pub fn rows(&self) -> std::slice::Chunks<'_, Param> {
         self.values.chunks(self.cols)
     }
 
@@ -55,6 +57,38 @@ impl Rows {
     fn sqlite_sql(&self) -> String {
         let marks: Vec<String> = (1..=self.cols).map(|i| format!("?{i}")).collect();
         format!("{} VALUES ({}){}", self.head, marks.join(", "), self.tail)
+    }
+}
+
+/// Work written in one transaction on either database, given as a value
+/// (on SQLite it moves to the writer's blocking thread); [`Db::transact`]
+/// runs it.
+pub(crate) trait Job: Send + 'static {
+    /// What it answers once committed.
+    type Out: Send + 'static;
+    /// Writes in `tx`, which its caller commits.
+    async fn run(self, tx: &mut impl Tx) -> Result<Self::Out>;
+}
+
+impl Db {
+    /// Runs `job` in one write transaction and commits it: on SQLite on the
+    /// engine's writer connection (`Direct::write`; `synced` as there), on
+    /// PostgreSQL in a sqlx transaction of the pool.
+    pub(crate) async fn transact<J: Job>(&self, synced: bool, job: J) -> Result<J::Out> {
+        match self {
+            Db::Sqlite(_, direct) => {
+                let rt = tokio::runtime::Handle::current();
+                // No step of a SQLite `Tx` awaits anything: the future runs
+                // through at once, on the writer's blocking thread.
+                direct.write(synced, move |tx| rt.block_on(job.run(&mut SqliteTx(tx)))).await
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let out = job.run(&mut PgTx(&mut tx)).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -92,10 +126,10 @@ pub(crate) trait Tx {
 
 /// The engine's own SQLite connection in a transaction, on a blocking
 /// thread: no step awaits anything.
-pub(crate) struct SqliteTx<'a>(pub &'a rusqlite::Transaction<'a>);
+struct SqliteTx<'a>(&'a rusqlite::Transaction<'a>);
 
 /// A sqlx transaction on PostgreSQL.
-pub(crate) struct PgTx<'a>(pub &'a mut sqlx::Transaction<'static, sqlx::Postgres>);
+struct PgTx<'a>(&'a mut sqlx::Transaction<'static, sqlx::Postgres>);
 
 impl SqliteTx<'_> {
     /// Steps `rows`' one-row statement once per row; `went_in` hears of
